@@ -1,0 +1,76 @@
+"""The Python API: load, compile, explain, format and hash specs.
+
+Thin wrappers: each resolves its arguments and calls the pipeline in
+``optdsl.compiler``; the compiler itself is imported only when needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .frontend.errors import SpecError
+from .runtime.cache import cache_dir, cache_key, import_file, module_path, write_atomic
+
+
+def _source(spec, source):
+    from .compiler import from_text, resolve
+
+    if (spec is None) == (source is None):
+        raise TypeError("give a spec name or path, or source=TEXT (not both)")
+    return from_text(source) if source is not None else resolve(spec)
+
+
+def load(spec: str | Path | None = None, *, source: str | None = None, backend: str = "torch"):
+    """The optimizer class for a built-in spec name, a ``.opt`` path, or spec ``source`` text.
+
+    Compiled once into the cache directory (``optdsl.cache_dir()``); later calls,
+    in any process, import the cached module without compiling.
+    """
+    src = _source(spec, source)
+    path = module_path(cache_key(src.text, backend))
+    if not path.exists():
+        from .compiler import compile_source
+
+        write_atomic(path, compile_source(src, backend).code)
+    module = import_file(path)
+    return getattr(module, module.__all__[0])
+
+
+def compile_spec(spec: str | Path | None = None, *, source: str | None = None, backend: str = "torch") -> str:
+    """The generated module's Python source for a spec."""
+    from .compiler import compile_source
+
+    return compile_source(_source(spec, source), backend).code
+
+
+def explain(spec: str | Path | None = None, *, source: str | None = None) -> str:
+    """What the compiler made of a spec: the simplified rule, states, traffic and flops."""
+    from .explain import explain_source
+
+    return explain_source(_source(spec, source))
+
+
+def format_spec(spec: str | Path | None = None, *, source: str | None = None) -> str:
+    """Canonical ``.opt`` text of a spec (``optdsl fmt``)."""
+    from .compiler import parse
+    from .frontend.printer import print_spec
+
+    return print_spec(parse(_source(spec, source)))
+
+
+def rule_hash(spec: str | Path | None = None, *, source: str | None = None) -> str:
+    """Canonical hash of the rule: equal for specs differing only in names, order or dead code."""
+    from .compiler import lower
+    from .ir.hashing import canonical_hash
+
+    rule, _ = lower(_source(spec, source))
+    return canonical_hash(rule)
+
+
+def builtin_specs() -> list[str]:
+    from .compiler import builtin_specs as specs
+
+    return list(specs())
+
+
+__all__ = ["SpecError", "load", "compile_spec", "explain", "format_spec", "rule_hash", "builtin_specs", "cache_dir"]

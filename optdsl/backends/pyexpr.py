@@ -1,0 +1,337 @@
+"""Printing IR expressions as Python source: the printer all backends share.
+
+A :class:`PyPrinter` turns a node into a Python expression. What differs between
+host floats (``math.sqrt``) and 0-d device tensors (``torch.sqrt``) is a table
+of function spellings, not code.
+
+Host math must never raise: a spec's ``sqrt`` of a value that can be negative,
+or a division by a value that can be zero, is printed through a small helper
+with IEEE semantics (``_sqrt``, ``_div``, ...), and plainly (``math.sqrt``,
+``/``) when the hypers' declared ranges prove it safe. :func:`interval` is that
+proof: interval arithmetic over the ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..frontend.printer import format_number
+from ..ir.nodes import HOST, HYPER, STEP, Node, Rule
+from ..ir.ops import COMPARE_SYMBOLS
+
+INF = math.inf
+
+# --- interval arithmetic ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Bounds on a host value; an open end excludes the bound itself."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def excludes_zero(self) -> bool:
+        return self.lo > 0 or self.hi < 0 or (self.lo == 0 and self.lo_open) or (self.hi == 0 and self.hi_open)
+
+    def positive(self) -> bool:
+        return self.lo > 0 or (self.lo == 0 and self.lo_open)
+
+    def nonnegative(self) -> bool:
+        return self.lo >= 0
+
+
+EVERYTHING = Interval(-INF, INF)
+
+
+def _mul_iv(a: Interval, b: Interval) -> Interval:
+    if a.nonnegative() and b.nonnegative():
+        lo = a.lo * b.lo
+        hi = a.hi * b.hi if not (a.hi == 0 or b.hi == 0) else 0.0
+        if math.isnan(hi):
+            hi = INF
+        return Interval(lo, hi, (a.lo_open or b.lo_open) and lo == 0 and a.positive() and b.positive(), a.hi_open or b.hi_open)
+    products = []
+    for x in (a.lo, a.hi):
+        for y in (b.lo, b.hi):
+            products.append(0.0 if (x == 0 and math.isinf(y)) or (y == 0 and math.isinf(x)) else x * y)
+    return Interval(min(products), max(products))
+
+
+def interval(node: Node, rule: Rule, cache: dict | None = None) -> Interval:
+    """Bounds that certainly contain the host value ``node``, given the hypers' ranges."""
+    cache = {} if cache is None else cache
+    key = id(node)
+    if key not in cache:
+        try:
+            cache[key] = _interval(node, rule, cache)
+        except (OverflowError, ValueError, ZeroDivisionError):
+            cache[key] = EVERYTHING
+    return cache[key]
+
+
+def _leaf_interval(node: Node, rule: Rule, cache: dict) -> Interval:
+    if node.op == "const":
+        return Interval(node.attr, node.attr) if isinstance(node.attr, float) else EVERYTHING
+    if node.op in ("numel", "rows", "cols"):
+        return Interval(1.0, INF)
+    if node.op == "ndim":
+        return Interval(0.0, INF)
+    role, name = node.attr
+    if role == STEP:
+        return Interval(1.0, INF)
+    if role == HOST:
+        return interval(dict(rule.host)[name], rule, cache)
+    if role == HYPER:
+        h = rule.hyper(name)
+        if h.type == "bool":
+            return Interval(0.0, 1.0)
+        if h.type == "float" and h.low is not None:
+            return Interval(h.low, h.high, not h.low_closed, not h.high_closed)
+    return EVERYTHING
+
+
+def _interval(node: Node, rule: Rule, cache: dict) -> Interval:
+    if not node.args:
+        return _leaf_interval(node, rule, cache)
+    a = [interval(x, rule, cache) for x in node.args]
+    o = node.op
+    if o == "add":
+        return Interval(a[0].lo + a[1].lo, a[0].hi + a[1].hi, a[0].lo_open or a[1].lo_open, a[0].hi_open or a[1].hi_open)
+    if o == "sub":
+        return Interval(a[0].lo - a[1].hi, a[0].hi - a[1].lo, a[0].lo_open or a[1].hi_open, a[0].hi_open or a[1].lo_open)
+    if o == "neg":
+        return Interval(-a[0].hi, -a[0].lo, a[0].hi_open, a[0].lo_open)
+    if o == "mul":
+        return _mul_iv(a[0], a[1])
+    if o == "div":
+        d = a[1]
+        if not d.excludes_zero():
+            return EVERYTHING
+        if d.positive():
+            inv = Interval(1 / d.hi if d.hi != INF else 0.0, 1 / d.lo if d.lo else INF, d.hi_open or d.hi == INF, False)
+            return _mul_iv(a[0], inv)
+        return EVERYTHING
+    if o == "sqrt":
+        x = a[0]
+        return Interval(math.sqrt(max(x.lo, 0.0)), math.sqrt(x.hi) if x.hi >= 0 else 0.0, x.lo_open and x.lo >= 0, x.hi_open)
+    if o in ("abs", "square"):
+        x = a[0]
+        if x.nonnegative():
+            return x if o == "abs" else _mul_iv(x, x)
+        m = max(abs(x.lo), abs(x.hi))
+        return Interval(0.0, m if o == "abs" else m * m)
+    if o == "pow":
+        b, e = a
+        if b.nonnegative() and (b.hi < 1 or (b.hi == 1 and b.hi_open)) and e.positive():
+            return Interval(0.0, 1.0, b.positive(), True)
+        if b.nonnegative() and b.hi <= 1 and e.nonnegative():
+            return Interval(0.0, 1.0)
+        if b.lo >= 1 and e.nonnegative():
+            return Interval(1.0, INF)
+        if b.positive():
+            return Interval(0.0, INF, True, False)
+        return EVERYTHING
+    if o == "sign":
+        return Interval(-1.0, 1.0)
+    if o in COMPARE_SYMBOLS:
+        return Interval(0.0, 1.0)
+    if o == "exp":
+        return Interval(math.exp(min(a[0].lo, 700)), math.exp(a[0].hi) if a[0].hi < 700 else INF, True, False)
+    if o == "tanh":
+        return Interval(-1.0, 1.0)
+    if o == "cosh":
+        return Interval(1.0, INF)
+    if o in ("min", "max"):
+        f = min if o == "min" else max
+        return Interval(f(a[0].lo, a[1].lo), f(a[0].hi, a[1].hi))
+    if o == "where":
+        return Interval(min(a[1].lo, a[2].lo), max(a[1].hi, a[2].hi))
+    if o == "clamp":
+        return Interval(max(a[0].lo, a[1].lo), min(max(a[0].hi, a[1].lo), a[2].hi))
+    return EVERYTHING
+
+
+# --- host helpers with IEEE semantics ---------------------------------------------------
+
+HELPERS: dict[str, str] = {
+    "_div": '''def _div(a, b):
+    """a / b as IEEE floats: inf or nan instead of ZeroDivisionError."""
+    if b == 0:
+        return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b''',
+    "_sqrt": '''def _sqrt(x):
+    """math.sqrt, but nan for a negative argument."""
+    return math.sqrt(x) if x >= 0 else math.nan''',
+    "_rsqrt": '''def _rsqrt(x):
+    """1 / sqrt(x): inf at 0, nan below."""
+    return 1.0 / math.sqrt(x) if x > 0 else (math.inf if x == 0 else math.nan)''',
+    "_log": '''def _log(x):
+    """math.log, but -inf at 0 and nan below."""
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)''',
+    "_exp": '''def _exp(x):
+    """math.exp, but inf on overflow."""
+    return math.exp(x) if x < 709.0 else math.inf''',
+    "_cosh": '''def _cosh(x):
+    """math.cosh, but inf on overflow."""
+    return math.cosh(x) if abs(x) < 709.0 else math.inf''',
+    "_pow": '''def _pow(a, b):
+    """a ** b as IEEE floats: nan for a negative base and fractional power, inf on overflow."""
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return math.inf
+    except (ValueError, ZeroDivisionError):
+        return math.inf if a == 0 else math.nan''',
+    "_sign": '''def _sign(x):
+    """-1.0, 0.0 or 1.0."""
+    return float((x > 0) - (x < 0))''',
+}
+
+
+# --- the printer -------------------------------------------------------------------------
+
+_PREC = {"add": 2, "sub": 2, "mul": 3, "div": 3, "neg": 4, "pow": 5}
+_ATOM = 6
+
+
+def py_number(x: float) -> str:
+    if math.isinf(x):
+        return "math.inf" if x > 0 else "-math.inf"
+    text = format_number(x)
+    return text
+
+
+@dataclass
+class PyPrinter:
+    """Prints host (``math``) or device-scalar (``torch``) expressions as Python."""
+
+    rule: Rule
+    names: dict[int, str] = field(default_factory=dict)  # nodes already bound to a variable
+    device: bool = False  # 0-d tensors instead of floats
+    helpers: set[str] = field(default_factory=set)
+    leaf: object = None  # callback(node) -> str | None for inputs of the backend's own naming
+    _iv: dict = field(default_factory=dict)
+
+    def expr(self, node: Node, depth: int = 0) -> str:
+        if depth and id(node) in self.names:
+            return self.names[id(node)]
+        if node.op == "const":
+            return f'"{node.attr}"' if isinstance(node.attr, str) else py_number(node.attr)
+        if node.op == "input" or not node.args:
+            named = self.leaf(node) if self.leaf else None
+            return named if named is not None else (node.name if node.op == "input" else node.op)
+        return self._compound(node, depth)
+
+    def _sub(self, node: Node, depth: int, paren: bool) -> str:
+        text = self.expr(node, depth + 1)
+        return f"({text})" if paren else text
+
+    def _prec(self, node: Node) -> int:
+        if id(node) in self.names or node.op == "input" or not node.args:
+            return _ATOM
+        if node.op == "const":
+            return 4 if isinstance(node.attr, float) and node.attr < 0 else _ATOM
+        return _PREC.get(node.op, _ATOM if node.op not in COMPARE_SYMBOLS else 1)
+
+    def _safe(self, node: Node) -> bool:
+        """Whether plain Python float math on ``node`` can never raise."""
+        if self.device:
+            return True
+        a = [interval(x, self.rule, self._iv) for x in node.args]
+        o = node.op
+        if o == "div":
+            return a[1].excludes_zero()
+        if o == "sqrt":
+            return a[0].nonnegative()
+        if o in ("log", "rsqrt"):
+            return a[0].positive()
+        if o in ("exp", "cosh"):
+            return max(abs(a[0].lo), abs(a[0].hi)) < 709
+        if o == "pow":
+            b, e = a
+            return (b.nonnegative() and b.hi <= 1 and e.nonnegative()) or (
+                b.positive() and b.hi < 1e30 and -300 < e.lo and e.hi < 300
+            )
+        return True
+
+    def _helper(self, name: str) -> str:
+        self.helpers.add(name)
+        return name
+
+    def _compound(self, node: Node, depth: int) -> str:
+        o = node.op
+        a = node.args
+        prec = self._prec(node)
+        if o in ("add", "sub", "mul"):
+            sym = {"add": "+", "sub": "-", "mul": "*"}[o]
+            lp, rp = self._prec(a[0]), self._prec(a[1])
+            return f"{self._sub(a[0], depth, lp < prec)} {sym} {self._sub(a[1], depth, rp <= prec)}"
+        if o == "div":
+            if not self._safe(node):
+                return f"{self._helper('_div')}({self.expr(a[0], depth + 1)}, {self.expr(a[1], depth + 1)})"
+            lp, rp = self._prec(a[0]), self._prec(a[1])
+            return f"{self._sub(a[0], depth, lp < prec)} / {self._sub(a[1], depth, rp <= prec)}"
+        if o == "neg":
+            return "-" + self._sub(a[0], depth, self._prec(a[0]) < 4)
+        if o == "pow":
+            if not self._safe(node):
+                return f"{self._helper('_pow')}({self.expr(a[0], depth + 1)}, {self.expr(a[1], depth + 1)})"
+            return f"{self._sub(a[0], depth, self._prec(a[0]) < _ATOM)} ** {self._sub(a[1], depth, self._prec(a[1]) < 4)}"
+        if o in COMPARE_SYMBOLS:
+            text = f"{self._sub(a[0], depth, self._prec(a[0]) <= 2)} {COMPARE_SYMBOLS[o]} {self._sub(a[1], depth, self._prec(a[1]) <= 2)}"
+            return f"({text}).to({self.dtype_name})" if self.device else f"float({text})"
+        if o == "where":
+            cond = self.condition(a[0], depth)
+            if self.device:
+                return f"torch.where({cond}, {self.expr(a[1], depth + 1)}, {self.expr(a[2], depth + 1)})"
+            return f"({self.expr(a[1], depth + 1)} if {cond} else {self.expr(a[2], depth + 1)})"
+        args = [self.expr(x, depth + 1) for x in a]
+        return self._function(node, args)
+
+    dtype_name: str = "dtype"
+
+    def condition(self, node: Node, depth: int = 1) -> str:
+        """``node`` as a truth value (bool tensor on the device, bool on the host)."""
+        if node.op in COMPARE_SYMBOLS and id(node) not in self.names:
+            a = node.args
+            return f"{self._sub(a[0], depth, self._prec(a[0]) <= 2)} {COMPARE_SYMBOLS[node.op]} {self._sub(a[1], depth, self._prec(a[1]) <= 2)}"
+        text = self.expr(node, depth + 1)
+        return f"{text} != 0" if self.device else text
+
+    def _function(self, node: Node, args: list[str]) -> str:
+        o = node.op
+        if self.device:
+            simple = {"abs", "sign", "sqrt", "rsqrt", "exp", "log", "tanh", "cosh", "square"}
+            if o in simple:
+                return f"torch.{o}({args[0]})"
+            if o in ("min", "max"):
+                return f"torch.{'minimum' if o == 'min' else 'maximum'}({args[0]}, {args[1]})"
+            if o == "clamp":
+                return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+            if o == "lerp":
+                return f"torch.lerp({args[0]}, {args[1]}, {args[2]})"
+            raise NotImplementedError(f"device scalar op {o}")  # reductions are emitted by the backend
+        safe = self._safe(node)
+        if o == "abs":
+            return f"abs({args[0]})"
+        if o == "sign":
+            return f"{self._helper('_sign')}({args[0]})"
+        if o == "square":
+            return f"{args[0]} ** 2" if self._prec(node.args[0]) == _ATOM else f"({args[0]}) ** 2"
+        if o in ("sqrt", "log", "exp", "cosh"):
+            return f"math.{o}({args[0]})" if safe else f"{self._helper('_' + o)}({args[0]})"
+        if o == "rsqrt":
+            return f"1 / math.sqrt({args[0]})" if safe else f"{self._helper('_rsqrt')}({args[0]})"
+        if o == "tanh":
+            return f"math.tanh({args[0]})"
+        if o in ("min", "max"):
+            return f"{o}({args[0]}, {args[1]})"
+        if o == "clamp":
+            return f"min(max({args[0]}, {args[1]}), {args[2]})"
+        if o == "lerp":
+            return f"{args[0]} + {args[2]} * ({args[1]} - {args[0]})"
+        raise NotImplementedError(f"host op {o}")  # pragma: no cover - the verifier rules it out

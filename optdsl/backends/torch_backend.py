@@ -1,0 +1,315 @@
+"""The torch backend: a rule -> one self-contained ``torch.optim.Optimizer`` module.
+
+The jinja2 template (``templates/torch_optimizer.py.j2``) holds everything that
+is the same for every rule (constructor, param groups, state init, buckets by
+device/dtype/step, state_dict handling); this module fills in what differs:
+hypers, range checks, host math, and the per-element statements written by
+``torch_emit`` in its foreach and per-tensor dialects.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import jinja2
+
+from .. import __version__, resources
+from ..frontend.printer import format_number
+from ..ir.nodes import HYPER, Node, Rule, postorder
+from ..ir.ops import Kind
+from ..ir.printer import rule_text
+from ..ir.schedule import schedule
+from .pyexpr import HELPERS, PyPrinter, py_number
+from .torch_emit import TorchEmitter, needs_per_tensor
+
+TEMPLATE = "torch_optimizer.py.j2"
+BASE_NAMES = {
+    "self", "torch", "math", "group", "params", "states", "state", "param", "grads", "grad", "dtype",
+    "p", "g", "t", "closure", "loss", "buckets", "key", "x", "numel", "rows", "cols", "ndim",
+}
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.template_dir())),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def template_source() -> str:
+    return (resources.template_dir() / TEMPLATE).read_text()
+
+
+def beta_names(rule: Rule) -> list[str]:
+    """beta1..betaN when the rule declares exactly that run of float hypers (torch's `betas`)."""
+    names = [h.name for h in rule.hypers if re.fullmatch(r"beta\d+", h.name) and h.type == "float"]
+    expected = [f"beta{i}" for i in range(1, len(names) + 1)]
+    return names if names and sorted(names, key=lambda n: int(n[4:])) == expected else []
+
+
+def docstring_literal(text: str, indent: str = "") -> str:
+    """``text`` as a triple-quoted docstring that can never end early or inject code."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t":
+            out.append(ch)
+        elif ord(ch) < 32 or ord(ch) == 127 or ch in "\u2028\u2029\ufeff":
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    body = "".join(out).replace('"""', '\\"\\"\\"')
+    if body.endswith('"'):
+        body = body[:-1] + '\\"'
+    lines = body.split("\n")
+    lines = [lines[0]] + [(indent + line) if line.strip() else "" for line in lines[1:]]
+    return indent + '"""' + "\n".join(lines) + "\n" + indent + '"""'
+
+
+def _indent_block(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line.strip() else "" for line in text.splitlines())
+
+
+def render(rule: Rule, spec_hash: str) -> str:
+    """Python source of the optimizer module for ``rule`` (after the passes)."""
+    betas = beta_names(rule)
+    used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
+    taken = set(BASE_NAMES) | {h.name for h in rule.hypers} | {s.name for s in rule.states}
+    taken |= {n for n, _ in rule.host} | {f"{s.name}_stored" for s in rule.states}
+    sched = schedule(rule, taken)
+    taken |= set(sched.names.values())
+
+    helpers: set[str] = set()
+    host_printer = PyPrinter(rule, helpers=helpers)
+    group_host = [(n, v) for n, v in rule.host if v.kind == Kind.GROUP]
+    shape_host = [(n, v) for n, v in rule.host if v.kind == Kind.SHAPE]
+    host_lines = [f"{name} = {host_printer.expr(node)}" for name, node in group_host]
+
+    per_tensor = needs_per_tensor(rule)
+    foreach_lines: list[str] = []
+    if not per_tensor:
+        emitter = TorchEmitter(rule, sched, foreach=True, taken=set(taken), indent="")
+        foreach_lines = emitter.emit()
+        helpers |= emitter.host_printer.helpers
+    single = TorchEmitter(rule, sched, foreach=False, taken=set(taken), indent="")
+    single_lines = single.emit()
+    helpers |= single.host_printer.helpers | single.scalar_printer.helpers
+
+    tensor_states = [s.name for s in rule.states if s.shape == "tensor"]
+    prologue = [f"{s} = state[\"{s}\"] if state[\"{s}\"].dtype == dtype else state[\"{s}\"].to(dtype)" for s in tensor_states]
+    prologue += [f"{s.name} = state[\"{s.name}\"]" for s in rule.states if s.shape == "scalar"]
+    shapes_used = {n.op for n in postorder(rule.roots()) if n.op in ("numel", "rows", "cols", "ndim")}
+    prologue += _shape_lines(shapes_used)
+    prologue += [f"{name} = {host_printer.expr(node)}" for name, node in shape_host]
+
+    init_lines = _init_lines(rule, helpers)
+    hyper_lines = _hyper_lines(rule, used | _init_hypers(rule), betas)
+    first_state = next((s for s in tensor_states), None)
+    context = dict(
+        module_doc=docstring_literal(_module_doc(rule, spec_hash)),
+        cls=rule.name,
+        class_doc=docstring_literal(_class_doc(rule, betas), "    "),
+        helpers=[HELPERS[h] for h in sorted(helpers)],
+        signature=_signature(rule, betas),
+        keyword_only=[f"{b}=None" for b in betas],
+        betas=betas,
+        beta_names=betas,
+        default_keys=_default_keys(rule, betas),
+        checks=_checks(rule, betas),
+        init_lines=init_lines,
+        state_dtype_expr=f'state["{first_state}"].dtype' if first_state else "None",
+        state_dtype_of_bucket=f'states[0]["{first_state}"].dtype' if first_state else "self._state_dtype(group, params[0])",
+        hyper_lines=hyper_lines,
+        host_lines=host_lines,
+        foreach_lines=foreach_lines,
+        tensor_states=tensor_states,
+        per_tensor_prologue=prologue,
+        single_lines=single_lines,
+    )
+    return _environment().get_template(TEMPLATE).render(**context)
+
+
+def _shape_lines(used: set[str]) -> list[str]:
+    spell = {
+        "numel": "numel = p.numel()",
+        "rows": "rows = p.shape[-2] if p.dim() >= 2 else 1",
+        "cols": "cols = p.shape[-1] if p.dim() >= 1 else 1",
+        "ndim": "ndim = p.dim()",
+    }
+    return [spell[s] for s in ("numel", "rows", "cols", "ndim") if s in used]
+
+
+def _init_hypers(rule: Rule) -> set[str]:
+    return {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input" and n.attr[0] == HYPER}
+
+
+def _hyper_lines(rule: Rule, used: set[str], betas: list[str]) -> list[str]:
+    lines = []
+    if any(b in used for b in betas):
+        lines.append(f'{", ".join(betas)}{"," if len(betas) == 1 else ""} = group["betas"]')
+    for h in rule.hypers:
+        if h.name in used and h.name not in betas:
+            lines.append(f'{h.name} = group["{h.name}"]')
+    return lines
+
+
+def _py_default(value) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return py_number(value)
+
+
+def _signature(rule: Rule, betas: list[str]) -> list[str]:
+    args = []
+    for h in rule.hypers:
+        if h.name in betas:
+            if h.name == betas[0]:
+                defaults = ", ".join(_py_default(rule.hyper(b).default) for b in betas)
+                args.append(f"betas=({defaults}{',' if len(betas) == 1 else ''})")
+            continue
+        args.append(f"{h.name}={_py_default(h.default)}")
+    return args
+
+
+def _default_keys(rule: Rule, betas: list[str]) -> list[str]:
+    keys = []
+    for h in rule.hypers:
+        if h.name in betas:
+            if h.name == betas[0]:
+                keys.append("betas")
+            continue
+        keys.append(h.name)
+    return keys
+
+
+def _checks(rule: Rule, betas: list[str]) -> list[str]:
+    lines = []
+    for h in rule.hypers:
+        ref = f'group["betas"][{betas.index(h.name)}]' if h.name in betas else f'group["{h.name}"]'
+        if h.type == "float" and h.low is not None:
+            lines.append(
+                f'_check_range("{h.name}", {ref}, {py_number(h.low)}, {py_number(h.high)}, '
+                f"{h.low_closed}, {h.high_closed})"
+            )
+        elif h.type == "choice":
+            options = ", ".join(f'"{c}"' for c in h.choices)
+            lines.append(f"if {ref} not in ({options},):")
+            lines.append(f'    raise ValueError(f"Invalid {h.name}: {{{ref}!r}} (one of {options.replace(chr(34), "")})")')
+    return lines
+
+
+def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
+    """Code creating each state for a parameter, from its initializer expression."""
+    lines: list[str] = []
+    hypers = {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input" and n.attr[0] == HYPER}
+    betas = beta_names(rule)
+    lines += _hyper_lines(rule, hypers, betas)
+    reads = {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input"}
+    if "p" in reads:
+        lines.append("p = param")
+    if "g" in reads:
+        lines.append("g = param.grad")
+    shapes = {n.op for s in rule.states for n in postorder([s.init]) if n.op in ("numel", "rows", "cols", "ndim")}
+    lines += _shape_lines(shapes)
+    printer = PyPrinter(rule, helpers=helpers)
+    for s in rule.states:
+        init = s.init
+        if s.shape == "tensor":
+            if init.op == "const" and init.attr == 0.0:
+                lines.append(f'state["{s.name}"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)')
+            elif init.kind <= Kind.SHAPE:
+                lines.append(
+                    f'state["{s.name}"] = torch.full_like(param, {printer.expr(init)}, dtype=dtype, '
+                    "memory_format=torch.preserve_format)"
+                )
+            else:
+                value = _eager_tensor_code(rule, init)
+                lines.append(f'state["{s.name}"] = torch.broadcast_to({value}, param.shape).to(dtype, copy=True)')
+        else:
+            if init.kind <= Kind.SHAPE:
+                lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), device=param.device)')
+            else:
+                lines.append(f'state["{s.name}"] = ({_eager_tensor_code(rule, init)}).to(torch.float32, copy=True)')
+    return lines
+
+
+def _eager_tensor_code(rule: Rule, node: Node) -> str:
+    """A one-line eager torch expression for an initializer (runs once per parameter)."""
+    from .torch_emit import REDUCE
+
+    def expr(n: Node) -> str:
+        if n.kind <= Kind.SHAPE:
+            return PyPrinter(rule).expr(n)
+        if n.op == "input":
+            return n.name
+        args = [expr(a) for a in n.args]
+        if n.op in REDUCE:
+            return "(" + REDUCE[n.op].format(*args) + ")"
+        printer = PyPrinter(rule, device=True, names={id(a): f"({s})" for a, s in zip(n.args, args)})
+        return "(" + printer.expr(n) + ")"
+
+    return expr(node)
+
+
+def _module_doc(rule: Rule, spec_hash: str) -> str:
+    head = f"{rule.name}: {rule.doc}" if rule.doc else rule.name
+    origin = f" from {rule.origin}" if rule.origin else ""
+    variants = f" with variants {', '.join(rule.variants)}" if rule.variants else ""
+    body = [
+        head,
+        "",
+        f"Generated by optdsl {__version__}{origin}{variants} (spec sha256 {spec_hash[:16]}).",
+        "Self-contained: it imports only torch. Edit the spec and recompile rather than this file.",
+        "",
+        "The rule as written:",
+        "",
+        _indent_block(_rule_source(rule), "    "),
+        "",
+        "After simplification, in the order the code runs:",
+        "",
+        _indent_block(rule_text(rule), "    "),
+    ]
+    return "\n".join(body)
+
+
+def _rule_source(rule: Rule) -> str:
+    lines = []
+    for line in rule.source.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        lines.append(stripped)
+    return "\n".join(lines) or "(no source)"
+
+
+def _class_doc(rule: Rule, betas: list[str]) -> str:
+    lines = [rule.doc or rule.name, "", "Update rule (t is the step count, 1 on the first step)::", ""]
+    lines.append(_indent_block(rule_text(rule), "    "))
+    lines += ["", "Args:", "    params: iterable of parameters or dicts defining parameter groups."]
+    for h in rule.hypers:
+        if h.name in betas and h.name != betas[0]:
+            continue
+        if h.name in betas:
+            defaults = ", ".join(format_number(rule.hyper(b).default) for b in betas)
+            ranges = ", ".join(f"{b} in {rule.hyper(b).domain_text()}" for b in betas if rule.hyper(b).domain_text())
+            lines.append(f"    betas: ({', '.join(betas)}), default ({defaults}){'; ' + ranges if ranges else ''}.")
+            continue
+        default = _py_default(h.default) if h.type != "float" else format_number(h.default)
+        domain = f", in {h.domain_text()}" if h.domain_text() else ""
+        lines.append(f"    {h.name}: default {default}{domain}.")
+    lines += [
+        "    maximize: maximize the objective instead of minimizing it.",
+        "    foreach: run elementwise parts over all tensors of a group at once (default: yes).",
+        "    state_dtype: dtype of the states (default: float32, or float64 for float64 params).",
+    ]
+    return "\n".join(lines)
+

@@ -1,0 +1,312 @@
+"""Semantic checks of a parsed spec: names, order, kinds, ranges.
+
+All problems of a file are collected and raised together as one SpecError;
+warnings (an unused state, ...) are returned. Kinds follow ``ir.ops.result_kind``,
+the same rule the IR verifier uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from ..ir.ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
+from . import ast
+from .errors import Diagnostic, Span, SpecError
+from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES, reserved_reason
+
+
+@dataclass
+class Checked:
+    """A spec that passed the checks, with its warnings."""
+
+    spec: ast.Spec
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def check(spec: ast.Spec) -> Checked:
+    """Check ``spec``; raise SpecError listing every error, else return its warnings."""
+    checker = _Checker(spec)
+    checker.run()
+    if checker.errors:
+        raise SpecError(checker.errors, spec.source, checker.warnings)
+    return Checked(spec, checker.warnings)
+
+
+class _Checker:
+    def __init__(self, spec: ast.Spec):
+        self.spec = spec
+        self.errors: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []
+        self.hypers: dict[str, ast.Hyper] = {}
+        self.states: dict[str, ast.State] = {}
+        self.locals: dict[str, Kind] = {}
+        self.state_reads: set[str] = set()
+        self.state_writes: set[str] = set()
+
+    # reporting
+    def error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(span, message, "error", hint))
+
+    def warn(self, span: Span, message: str) -> None:
+        self.warnings.append(Diagnostic(span, message, "warning"))
+
+    # the walk
+    def run(self) -> None:
+        spec = self.spec
+        if spec.kind != "optimizer":
+            self.error(
+                spec.name_span,
+                f"'{spec.name}' is a variant; compile an optimizer and apply it with --variant {spec.name}",
+            )
+            return
+        self._check_header_name(spec.name, spec.name_span)
+        self._check_docs()
+        self._declare()
+        for state in self.spec.states:
+            self._check_state_init(state)
+        for stmt in spec.statements:
+            self._check_assign(stmt)
+        if "p" not in self.locals:
+            self.error(spec.name_span, f"optimizer '{spec.name}' never assigns p (the new parameter)")
+        for name, state in self.states.items():
+            if name not in self.state_reads:
+                self.warn(state.name_span, f"state '{name}' is never read: it does not affect the update")
+            elif name not in self.state_writes:
+                self.warn(state.name_span, f"state '{name}' is never assigned: it keeps its initial value")
+
+    def _check_header_name(self, name: str, span: Span) -> None:
+        reason = reserved_reason(name)
+        if reason:
+            self.error(span, f"cannot name the optimizer '{name}': {reason}")
+
+    def _check_docs(self) -> None:
+        items = self.spec.items
+        for index, item in enumerate(items):
+            if isinstance(item, ast.Doc) and index != 0:
+                self.error(item.span, "a docstring must come right after the header, once")
+        if items and isinstance(items[0], ast.Doc) and not items[0].text.strip():
+            self.warn(items[0].span, "empty docstring")
+
+    def _declare(self) -> None:
+        seen: dict[str, Span] = {}
+        for item in self.spec.items:
+            if isinstance(item, ast.Use):
+                self.error(item.span, "variants ('use') are not supported in this version of optdsl")
+            if not isinstance(item, (ast.Hyper, ast.State)):
+                continue
+            name, span = item.name, item.name_span
+            what = "hyper" if isinstance(item, ast.Hyper) else "state"
+            if name in GIVEN:
+                self.error(span, f"cannot declare '{name}': it is a given name (p, g, t)")
+                continue
+            reason = reserved_reason(name)
+            if reason:
+                self.error(span, f"cannot declare {what} '{name}': {reason}")
+                continue
+            if name in seen:
+                first = seen[name]
+                self.error(span, f"duplicate declaration of '{name}' (first declared at line {first.line})")
+                continue
+            seen[name] = span
+            if isinstance(item, ast.Hyper):
+                self._check_hyper(item)
+                self.hypers[name] = item
+            else:
+                self.states[name] = item
+
+    def _check_hyper(self, hyper: ast.Hyper) -> None:
+        default, domain = hyper.default, hyper.domain
+        if isinstance(default, ast.Str):
+            if not isinstance(domain, ast.Choices):
+                self.error(default.span, f"hyper '{hyper.name}' has a text default but no choices", hint='write: in {"a", "b"}')
+                return
+            for opt in domain.options:
+                if not opt.isidentifier() or reserved_reason(opt) or len(opt) > 64:
+                    self.error(domain.span, f"choice {opt!r} must be a plain lowercase name")
+            if default.value not in domain.options:
+                self.error(default.span, f"default {default.value!r} of '{hyper.name}' is not one of its choices")
+            return
+        if isinstance(domain, ast.Choices):
+            self.error(domain.span, f"choices need a text default, e.g. hyper {hyper.name} = \"{domain.options[0]}\"")
+            return
+        if isinstance(default, ast.Bool):
+            if domain is not None:
+                self.error(domain.span, f"hyper '{hyper.name}' is true/false and takes no range")
+            return
+        if domain is None:
+            return
+        if domain.low > domain.high:
+            self.error(domain.span, f"empty range {domain.text()}")
+        elif not domain.contains(default.value):
+            self.error(default.span, f"default {_num(default.value)} of '{hyper.name}' is outside its range {domain.text()}")
+
+    # state initializers
+    def _check_state_init(self, state: ast.State) -> None:
+        kind = self._kind(state.init, init=True)
+        if kind is None:
+            return
+        if state.shape == "scalar" and kind == Kind.TENSOR:
+            self.error(state.init.span, f"scalar state '{state.name}' cannot start as a tensor")
+
+    # statements
+    def _check_assign(self, stmt: ast.Assign) -> None:
+        target, span = stmt.target, stmt.target_span
+        kind = self._kind(stmt.value, init=False)
+        if target in ("g", "t"):
+            self.error(span, f"cannot assign '{target}': it is given" + (" (use a variant 'on g' to change the gradient)" if target == "g" else ""))
+            return
+        if target in self.hypers:
+            self.error(span, f"cannot assign hyper '{target}': hypers are read-only in a rule")
+            return
+        if target not in self.states and target != "p":
+            reason = reserved_reason(target)
+            if reason:
+                self.error(span, f"cannot assign '{target}': {reason}")
+                return
+        if kind is None:
+            self.locals.setdefault(target, Kind.TENSOR)
+            return
+        if target == "p" or (target in self.states and self.states[target].shape == "tensor"):
+            if kind != Kind.TENSOR:
+                what = "p" if target == "p" else f"tensor state '{target}'"
+                self.error(
+                    stmt.value.span,
+                    f"{what} must be assigned a tensor, but this is {kind.noun}",
+                    hint="a per-tensor scalar broadcasts only inside tensor arithmetic, e.g. x * g",
+                )
+        elif target in self.states and kind == Kind.TENSOR:
+            self.error(stmt.value.span, f"scalar state '{target}' cannot be assigned a tensor")
+        if target in self.states:
+            self.state_writes.add(target)
+        self.locals[target] = kind
+
+    # expressions
+    def _kind(self, expr: ast.Expr, init: bool) -> Kind | None:
+        """The kind of ``expr``, or None after reporting an error inside it."""
+        if isinstance(expr, (ast.Num, ast.Bool)):
+            return Kind.GROUP
+        if isinstance(expr, ast.Str):
+            self.error(expr.span, "text is only allowed as a choice, compared with == or !=")
+            return None
+        if isinstance(expr, ast.Name):
+            return self._name_kind(expr, init)
+        if isinstance(expr, ast.Unary):
+            return self._kind(expr.operand, init)
+        if isinstance(expr, ast.Binary):
+            return self._binary_kind(expr, init)
+        if isinstance(expr, ast.Call):
+            return self._call_kind(expr, init)
+        raise AssertionError(expr)  # pragma: no cover
+
+    def _name_kind(self, expr: ast.Name, init: bool) -> Kind | None:
+        name = expr.id
+        if init:
+            if name in INIT_CONSTANTS:
+                return Kind.GROUP
+            if name in ("p", "g", "t"):
+                return GIVEN[name]
+            if name in self.hypers:
+                return self._hyper_kind(expr)
+            if name in SHAPE_NAMES:
+                return Kind.SHAPE
+            if name in self.states:
+                self.error(expr.span, f"a state initializer cannot read state '{name}'")
+                return None
+            self._unknown(expr, ["p", "g", *self.hypers, *SHAPE_NAMES, *INIT_CONSTANTS])
+            return None
+        if name in self.locals:
+            if name in self.states:
+                self.state_reads.add(name)
+            return self.locals[name]
+        if name in self.states:
+            self.state_reads.add(name)
+            return Kind.TENSOR if self.states[name].shape == "tensor" else Kind.SCALAR
+        if name in GIVEN:
+            return GIVEN[name]
+        if name in self.hypers:
+            return self._hyper_kind(expr)
+        if name in SHAPE_NAMES:
+            return Kind.SHAPE
+        if name in INIT_CONSTANTS:
+            self.error(expr.span, f"'{name}' is only meaningful as a state's initial value", hint="write 0 or 1")
+            return None
+        later = [s for s in self.spec.statements if s.target == name]
+        if later:
+            self.error(expr.span, f"'{name}' is used before it is assigned (assigned at line {later[0].target_span.line})")
+            return None
+        self._unknown(expr, [*self.locals, *self.states, *GIVEN, *self.hypers, *SHAPE_NAMES])
+        return None
+
+    def _hyper_kind(self, expr: ast.Name) -> Kind | None:
+        if isinstance(self.hypers[expr.id].default, ast.Str):
+            self.error(expr.span, f"choice hyper '{expr.id}' can only be compared, e.g. {expr.id} == \"{self.hypers[expr.id].domain.options[0]}\"")
+            return None
+        return Kind.GROUP
+
+    def _unknown(self, expr: ast.Name, candidates: list[str]) -> None:
+        close = difflib.get_close_matches(expr.id, candidates, n=1)
+        message = f"unknown name '{expr.id}'" + (f"; did you mean '{close[0]}'?" if close else "")
+        self.error(expr.span, message)
+
+    def _binary_kind(self, expr: ast.Binary, init: bool) -> Kind | None:
+        if expr.op in ("==", "!=") and self._is_choice_compare(expr):
+            return Kind.GROUP
+        left = self._kind(expr.left, init)
+        right = self._kind(expr.right, init)
+        if left is None or right is None:
+            return None
+        op = SYMBOL_COMPARES.get(expr.op) or SYMBOL_ARITH[expr.op]
+        try:
+            return result_kind(op, (left, right))
+        except KindError as exc:
+            self.error(expr.span, str(exc))
+            return None
+
+    def _is_choice_compare(self, expr: ast.Binary) -> bool:
+        sides = (expr.left, expr.right)
+        names = [s for s in sides if isinstance(s, ast.Name) and s.id in self.hypers and isinstance(self.hypers[s.id].default, ast.Str)]
+        texts = [s for s in sides if isinstance(s, ast.Str)]
+        if not texts and not names:
+            return False
+        if len(names) == 1 and len(texts) == 1:
+            options = self.hypers[names[0].id].domain.options
+            if texts[0].value not in options:
+                close = difflib.get_close_matches(texts[0].value, options, n=1)
+                self.error(
+                    texts[0].span,
+                    f"{texts[0].value!r} is not a choice of '{names[0].id}' ({', '.join(options)})"
+                    + (f"; did you mean {close[0]!r}?" if close else ""),
+                )
+            return True
+        span = (texts or names)[0].span
+        self.error(span, "compare a choice hyper with one of its choices, e.g. mode == \"name\"")
+        return True
+
+    def _call_kind(self, expr: ast.Call, init: bool) -> Kind | None:
+        table = FUNCTIONS.get(expr.func)
+        if table is None:
+            close = difflib.get_close_matches(expr.func, list(FUNCTIONS), n=1)
+            self.error(expr.func_span, f"unknown function '{expr.func}'" + (f"; did you mean '{close[0]}'?" if close else ""))
+            for a in expr.args:
+                self._kind(a, init)
+            return None
+        kinds = [self._kind(a, init) for a in expr.args]
+        op = table.get(len(expr.args))
+        if op is None:
+            counts = " or ".join(str(n) for n in sorted(table))
+            self.error(expr.span, f"{expr.func}() takes {counts} argument{'s' if counts != '1' else ''}, got {len(expr.args)}")
+            return None
+        if any(k is None for k in kinds):
+            return None
+        try:
+            return result_kind(op, tuple(kinds))
+        except KindError as exc:
+            self.error(expr.span, str(exc))
+            return None
+
+
+def _num(x: float) -> str:
+    from .printer import format_number
+
+    return format_number(x)

@@ -1,0 +1,365 @@
+"""SymPy simplification of a rule (the only module that imports SymPy).
+
+The rule is cut into *definitions*: every output and every value used more than
+once. Each definition is converted to a SymPy expression (other definitions
+appear as symbols, so sharing survives), simplified within a time budget, and
+converted back when the result is cheaper per element. Operations SymPy has no
+meaning for (reductions, comparisons, where, lerp, clamp, matrix products) are
+opaque functions whose arguments are still simplified.
+
+Symbols carry what is known of them: tensors and hypers are real, a hyper with a
+range starting at 0 is non-negative, ``t`` and the shape scalars are positive
+integers. Without that ``x^2/sqrt(x^2)`` never becomes ``|x|``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import threading
+import time
+
+import sympy as sp
+
+from ..ir.fold import fold
+from ..ir.nodes import HYPER, STEP, Node, Rule, const, op, postorder, rebuild, use_counts
+from ..ir.ops import Kind
+
+DEFAULT_BUDGET_S = 0.5
+MAX_OPS_FOR_SIMPLIFY = 80
+
+_OPAQUE = ("lerp", "where", "clamp", "lt", "le", "gt", "ge", "eq", "ne", "sum", "mean", "norm", "rms",
+           "amax", "amin", "dot", "rowsum", "rowmean", "rownorm", "rowrms", "rowmax", "colsum",
+           "colmean", "colnorm", "colrms", "colmax", "matmul", "transpose")
+_FUNCS = {name: sp.Function(f"ir_{name}", real=True) for name in _OPAQUE}
+_FUNC_OPS = {f"ir_{name}": name for name in _OPAQUE}
+_DIRECT = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "cosh": sp.cosh, "abs": sp.Abs, "sign": sp.sign}
+_DIRECT_BACK = {sp.exp: "exp", sp.log: "log", sp.tanh: "tanh", sp.cosh: "cosh", sp.Abs: "abs", sp.sign: "sign"}
+
+
+class _Unsupported(Exception):
+    """SymPy produced something the IR cannot express: keep the original."""
+
+
+class _Timeout(Exception):
+    pass
+
+
+def simplify_with_sympy(rule: Rule, budget_s: float = DEFAULT_BUDGET_S) -> Rule:
+    """Simplify every definition of ``rule``, spending at most about ``budget_s`` seconds."""
+    deadline = time.perf_counter() + budget_s
+    bridge = _Bridge(rule)
+    roots = [n for _, n in rule.outputs]
+    counts = use_counts(roots)
+    done: dict[int, Node] = {}
+    for node in postorder(roots):
+        new = rebuild(node, tuple(done[id(a)] for a in node.args))
+        new = _fold_constants(new)
+        is_def = node.op not in ("input", "const") and node.args and (counts.get(id(node), 0) > 1 or any(node is r for r in roots))
+        if is_def:
+            new = bridge.simplify(new, deadline)
+            bridge.define(new)
+        done[id(node)] = new
+    return rule.with_(outputs=tuple((n, done[id(v)]) for n, v in rule.outputs))
+
+
+def _fold_constants(node: Node) -> Node:
+    if node.args and all(a.op == "const" for a in node.args):
+        value = fold(node.op, tuple(a.attr for a in node.args))
+        if value is not None:
+            return const(value)
+    return node
+
+
+class _Bridge:
+    """Conversions between IR nodes and SymPy expressions for one rule."""
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.to_node: dict[sp.Basic, Node] = {}
+        self.symbols: dict[int, sp.Symbol] = {}
+        self.counter = 0
+
+    # IR -> SymPy
+    def _symbol_for(self, node: Node) -> sp.Symbol:
+        sym = self.symbols.get(id(node))
+        if sym is not None:
+            return sym
+        if node.op == "input":
+            role, name = node.attr
+            if role == STEP:
+                sym = sp.Symbol(name, integer=True, positive=True)
+            elif role == HYPER:
+                sym = sp.Symbol(name, **_hyper_assumptions(self.rule.hyper(name)))
+            else:
+                sym = sp.Symbol(name, real=True)
+        elif node.op in ("numel", "rows", "cols", "ndim"):
+            sym = sp.Symbol(node.op, integer=True, positive=True)
+        else:
+            sym = sp.Symbol(f"_d{self.counter}", real=True)
+            self.counter += 1
+        self.symbols[id(node)] = sym
+        self.to_node[sym] = node
+        return sym
+
+    def define(self, node: Node) -> None:
+        """Later definitions see ``node`` as a symbol."""
+        if id(node) not in self.symbols and node.op not in ("input", "const") and node.args:
+            self._symbol_for(node)
+
+    def to_sympy(self, node: Node, top: bool = True) -> sp.Expr:
+        if not top and id(node) in self.symbols:
+            return self.symbols[id(node)]
+        if node.op == "const":
+            if isinstance(node.attr, str):
+                raise _Unsupported("text constant")
+            return _number(node.attr)
+        if node.op == "input" or not node.args:
+            return self._symbol_for(node)
+        if node.op in ("eq", "ne") and any(isinstance(a.attr, str) for a in node.args if a.op == "const"):
+            return self._symbol_for(node)
+        a = [self.to_sympy(x, False) for x in node.args]
+        o = node.op
+        if o == "add":
+            return a[0] + a[1]
+        if o == "sub":
+            return a[0] - a[1]
+        if o == "mul":
+            return a[0] * a[1]
+        if o == "div":
+            return a[0] / a[1]
+        if o == "neg":
+            return -a[0]
+        if o == "pow":
+            return a[0] ** a[1]
+        if o == "sqrt":
+            return sp.sqrt(a[0])
+        if o == "rsqrt":
+            return 1 / sp.sqrt(a[0])
+        if o == "square":
+            return a[0] ** 2
+        if o == "min":
+            return sp.Min(*a)
+        if o == "max":
+            return sp.Max(*a)
+        if o in _DIRECT:
+            return _DIRECT[o](*a)
+        return _FUNCS[o](*a)
+
+    # SymPy -> IR
+    def to_ir(self, expr: sp.Basic) -> Node:
+        if expr in self.to_node:
+            return self.to_node[expr]
+        if isinstance(expr, sp.Symbol):
+            raise _Unsupported(f"unknown symbol {expr}")
+        if expr.is_Number or isinstance(expr, sp.NumberSymbol):
+            if expr.is_real is False or expr in (sp.nan, sp.zoo):
+                raise _Unsupported("non-real number")
+            return const(_float(expr))
+        if isinstance(expr, sp.Add):
+            return self._sum(expr)
+        if isinstance(expr, sp.Mul):
+            return self._product(expr)
+        if isinstance(expr, sp.Pow):
+            return self._power(expr)
+        if isinstance(expr, (sp.Min, sp.Max)):
+            args = [self.to_ir(x) for x in sorted(expr.args, key=sp.default_sort_key)]
+            node = args[0]
+            for x in args[1:]:
+                node = op("min" if isinstance(expr, sp.Min) else "max", node, x)
+            return node
+        func = expr.func
+        if func in _DIRECT_BACK:
+            return op(_DIRECT_BACK[func], *(self.to_ir(x) for x in expr.args))
+        name = _FUNC_OPS.get(getattr(func, "__name__", ""))
+        if name is not None:
+            return op(name, *(self.to_ir(x) for x in expr.args))
+        raise _Unsupported(type(expr).__name__)
+
+    def _sum(self, expr: sp.Add) -> Node:
+        terms = sorted(expr.args, key=sp.default_sort_key)
+        pos = [t for t in terms if not _negative(t)]
+        neg = [-t for t in terms if _negative(t)]
+        node = self.to_ir(pos[0]) if pos else op("neg", self.to_ir(neg.pop(0)))
+        for t in pos[1:]:
+            node = op("add", node, self.to_ir(t))
+        for t in neg:
+            node = op("sub", node, self.to_ir(t))
+        return node
+
+    def _product(self, expr: sp.Mul) -> Node:
+        coeff, factors = expr.as_coeff_mul()
+        if coeff < 0:
+            return op("neg", self.to_ir(-expr))
+        num: list[Node] = [] if coeff == 1 else [const(_float(coeff))]
+        den: list[Node] = []
+        for f in sorted(factors, key=sp.default_sort_key):
+            if isinstance(f, sp.Pow) and f.exp.is_Number and f.exp < 0:
+                den.append(self.to_ir(f.base ** -f.exp))
+            else:
+                num.append(self.to_ir(f))
+        top = _chain("mul", num) or const(1.0)
+        return op("div", top, _chain("mul", den)) if den else top
+
+    def _power(self, expr: sp.Pow) -> Node:
+        base, exp = expr.base, expr.exp
+        if exp == sp.Rational(1, 2):
+            return op("sqrt", self.to_ir(base))
+        if exp == sp.Rational(-1, 2):
+            return op("rsqrt", self.to_ir(base))
+        if exp == 2:
+            b = self.to_ir(base)
+            return op("mul", b, b)
+        if exp == -1:
+            return op("div", const(1.0), self.to_ir(base))
+        if exp.is_Number and exp < 0:
+            return op("div", const(1.0), self.to_ir(base ** -exp))
+        return op("pow", self.to_ir(base), self.to_ir(exp))
+
+    # the search for a cheaper form
+    def simplify(self, node: Node, deadline: float) -> Node:
+        try:
+            expr = self.to_sympy(node)
+        except _Unsupported:
+            return node
+        best, best_cost = node, self._ir_cost(node, True)
+        for candidate in itertools.chain((expr,), _candidates(expr, deadline)):
+            try:
+                cost = _cost(candidate, self._host_symbols())
+                if cost < best_cost:
+                    best, best_cost = self.to_ir(candidate), cost
+            except _Unsupported:
+                continue
+        if best is not node and best.kind != node.kind:
+            return node
+        if best is not node and best.hint is None:
+            best.hint = node.hint
+        return best
+
+    def _ir_cost(self, node: Node, top: bool = False) -> float:
+        """Per-element operations of ``node`` as it stands (definitions count as free)."""
+        if node.kind <= Kind.SHAPE or not node.args or (not top and id(node) in self.symbols):
+            return 0.0
+        return 1.0 + sum(self._ir_cost(a) for a in node.args)
+
+    def _host_symbols(self) -> set[sp.Symbol]:
+        return {s for i, s in self.symbols.items() if self.to_node[s].kind <= Kind.SHAPE}
+
+
+def _hyper_assumptions(h) -> dict:
+    if h.type != "float" or h.low is None:
+        return {"real": True}
+    if h.low > 0 or (h.low == 0 and not h.low_closed):
+        return {"positive": True}
+    if h.low >= 0:
+        return {"nonnegative": True}
+    return {"real": True}
+
+
+def _number(value: float) -> sp.Expr:
+    if value != value:
+        raise _Unsupported("nan")
+    if value in (float("inf"), float("-inf")):
+        return sp.oo if value > 0 else -sp.oo
+    if value == int(value) and abs(value) < 2**53:
+        return sp.Integer(int(value))
+    return sp.Rational(repr(value))
+
+
+def _float(number) -> float:
+    try:
+        return float(number)
+    except OverflowError:
+        return float("inf") if number > 0 else float("-inf")
+    except TypeError:
+        raise _Unsupported("not a real number") from None
+
+
+def _negative(term: sp.Expr) -> bool:
+    coeff, _ = term.as_coeff_mul()
+    return bool(coeff < 0)
+
+
+def _chain(name: str, nodes: list[Node]) -> Node | None:
+    out = None
+    for n in nodes:
+        out = n if out is None else op(name, out, n)
+    return out
+
+
+def _candidates(expr: sp.Expr, deadline: float):
+    """Rewrites worth comparing, cheapest first; stops when the budget is spent."""
+    cheap = (sp.factor_terms, sp.powsimp, sp.cancel)
+    for fn in cheap:
+        if time.perf_counter() >= deadline:
+            return
+        try:
+            with _time_limit(deadline - time.perf_counter()):
+                yield fn(expr)
+        except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
+            continue
+    if sp.count_ops(expr) > MAX_OPS_FOR_SIMPLIFY or not _can_interrupt():
+        return
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0.01:
+        return
+    try:
+        with _time_limit(remaining):
+            yield sp.simplify(expr)
+    except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
+        return
+
+
+def _can_interrupt() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no limit)."""
+    if not _can_interrupt() or seconds <= 0:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _cost(expr: sp.Expr, host: set[sp.Symbol]) -> float:
+    """Per-element operations of ``expr``; host-only parts are free (they get hoisted)."""
+    if expr.is_Number or isinstance(expr, (sp.NumberSymbol, sp.Symbol)):
+        return 0.0
+    if not (expr.free_symbols - host):
+        return 0.0
+    if isinstance(expr, sp.Add):
+        element = [a for a in expr.args if a.free_symbols - host]
+        ops = len(element) - 1 + (1 if len(element) < len(expr.args) else 0)
+        return ops + sum(_cost(-a if _negative(a) else a, host) for a in element)
+    if isinstance(expr, sp.Mul):
+        coeff, factors = expr.as_coeff_mul()
+        element = [f for f in factors if f.free_symbols - host]
+        has_host = len(element) < len(factors) or abs(coeff) != 1
+        ops = len(element) - 1 + (1 if has_host else 0)
+        total = ops
+        for f in element:
+            if isinstance(f, sp.Pow) and f.exp == -1:
+                total += _cost(f.base, host)
+            else:
+                total += _cost(f, host)
+        return total
+    if isinstance(expr, sp.Pow):
+        e = expr.exp
+        base_cost = _cost(expr.base, host)
+        if e in (2, -1, sp.Rational(1, 2), sp.Rational(-1, 2)):
+            return 1 + base_cost
+        return 2 + base_cost + _cost(e, host)
+    return 1 + sum(_cost(a, host) for a in expr.args)

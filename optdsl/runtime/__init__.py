@@ -1,0 +1,1 @@
+"""Loading generated optimizers: an on-disk cache of real ``.py`` files."""
