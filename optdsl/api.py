@@ -45,7 +45,7 @@ def compile_spec(spec: str | Path | None = None, *, source: str | None = None, b
 
 def explain(spec: str | Path | None = None, *, source: str | None = None) -> str:
     """What the compiler made of a spec: the simplified rule, states, traffic and flops."""
-    from .explain import explain_source
+    from .explainer import explain_source
 
     return explain_source(_source(spec, source))
 
@@ -74,3 +74,40 @@ def builtin_specs() -> list[str]:
 
 
 __all__ = ["SpecError", "load", "compile_spec", "explain", "format_spec", "rule_hash", "builtin_specs", "cache_dir"]
+
+
+def describe_builtins() -> list[tuple[str, str, str]]:
+    """(name, optimizer class, first line of its docstring) for every built-in spec."""
+    from .compiler import builtin_specs as specs
+    from .compiler import parse, resolve
+
+    rows = []
+    for name in specs():
+        tree = parse(resolve(name))
+        rows.append((name, tree.name, tree.doc.strip().splitlines()[0] if tree.doc.strip() else ""))
+    return rows
+
+
+def compile_to_file(spec: str | Path, out: Path | None, backend: str = "torch"):
+    """Compile ``spec`` and write the module to ``out`` (None: only return it); returns the Compiled result."""
+    from .compiler import compile_source, resolve
+
+    compiled = compile_source(resolve(spec), backend)
+    if out is not None:
+        write_atomic(Path(out), compiled.code)
+    return compiled
+
+
+def check_specs(specs: list[str | Path]) -> list[tuple[str, str | None, list, "SpecError | None"]]:
+    """Check each spec: (spec, class name or None, warnings, error or None)."""
+    from .compiler import check, resolve
+
+    results = []
+    for spec in specs:
+        try:
+            src = resolve(spec)
+            checked = check(src)
+            results.append((src.file, checked.spec.name, checked.warnings, None))
+        except SpecError as exc:
+            results.append((str(spec), None, exc.warnings, exc))
+    return results

@@ -203,7 +203,8 @@ def _checks(rule: Rule, betas: list[str]) -> list[str]:
         elif h.type == "choice":
             options = ", ".join(f'"{c}"' for c in h.choices)
             lines.append(f"if {ref} not in ({options},):")
-            lines.append(f'    raise ValueError(f"Invalid {h.name}: {{{ref}!r}} (one of {options.replace(chr(34), "")})")')
+            ref_single = ref.replace('"', "'")
+            lines.append(f'    raise ValueError(f"Invalid {h.name}: {{{ref_single}!r}} (one of {options.replace(chr(34), "")})")')
     return lines
 
 

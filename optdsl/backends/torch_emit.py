@@ -427,7 +427,20 @@ class TorchEmitter:
         first = next((i for i, t in enumerate(terms) if t.num and t.sign > 0), None)
         if first is None:
             first = next(i for i, t in enumerate(terms) if t.num or t.den)
-        base = self.materialize(terms.pop(first))
+        head = terms.pop(first)
+        pair = next((i for i, t in enumerate(terms) if len(t.num) == 1 and not t.den and self._host_coef(t)), None)
+        if _plain(head) and pair is not None:
+            x = self.tensor(head.num[0])
+            if not x.owned:
+                other = terms.pop(pair)
+                alpha = self.coef_code(other.coef, other.sign)
+                y = self.tensor(other.num[0])
+                kw = {} if alpha == "1.0" else {"alpha": alpha}
+                base = Val(self.assign(self.d.call("add", x.code, y.code, **kw)), owned=True)
+                for t in terms:
+                    self.accumulate(base.code, t)
+                return base
+        base = self.materialize(head)
         for t in terms:
             self.accumulate(base.code, t)
         return base
@@ -599,6 +612,11 @@ class TorchEmitter:
         if not tensors:  # pragma: no cover - then the node would be host or scalar kind
             raise AssertionError(o)
         return Val(self.assign(self.d.each(template, tensors), "mask" if is_bool else "x"), owned=True, is_bool=is_bool)
+
+
+def _plain(t: Term) -> bool:
+    """A term that is one tensor factor with no coefficient: ``x``."""
+    return len(t.num) == 1 and not t.den and t.coef is None and t.sign > 0
 
 
 def _is_square(node: Node) -> bool:

@@ -8,6 +8,7 @@ the same rule the IR verifier uses.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from ..ir.ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
@@ -29,7 +30,8 @@ def check(spec: ast.Spec) -> Checked:
     checker = _Checker(spec)
     checker.run()
     if checker.errors:
-        raise SpecError(checker.errors, spec.source, checker.warnings)
+        errors = sorted(checker.errors, key=lambda d: (d.span.line, d.span.col))
+        raise SpecError(errors, spec.source, checker.warnings)
     return Checked(spec, checker.warnings)
 
 
@@ -122,8 +124,8 @@ class _Checker:
                 self.error(default.span, f"hyper '{hyper.name}' has a text default but no choices", hint='write: in {"a", "b"}')
                 return
             for opt in domain.options:
-                if not opt.isidentifier() or reserved_reason(opt) or len(opt) > 64:
-                    self.error(domain.span, f"choice {opt!r} must be a plain lowercase name")
+                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", opt):
+                    self.error(domain.span, f"choice {opt[:40]!r} must be a plain name (letters, digits, _)")
             if default.value not in domain.options:
                 self.error(default.span, f"default {default.value!r} of '{hyper.name}' is not one of its choices")
             return

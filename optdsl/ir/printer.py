@@ -87,7 +87,10 @@ def rule_text(rule: Rule) -> str:
     host = [r for r in rows if r[0] == "host"]
     if host:
         out.append("once per step and group:" if all(r[2].kind == Kind.GROUP for r in host) else "once per step, group and tensor:")
-        out += [f"  {name} = {expr_text(node, names)}" for _, name, node in host]
+        earlier: dict[int, str] = {}
+        for _, name, node in host:
+            out.append(f"  {name} = {expr_text(node, earlier)}")
+            earlier[id(node)] = name
     out.append("per element:" if rule.hoisted else "statements:")
     for section, name, node in rows:
         if section == "copy":

@@ -14,12 +14,13 @@ Two steps:
 
 from __future__ import annotations
 
-from ..ir.nodes import HOST, Node, Rule, const, leaf, op, postorder, rebuild, use_counts
+from ..ir.nodes import HOST, Node, Rule, const, intern_graph, leaf, op, postorder, rebuild, use_counts
 from ..ir.ops import Kind
 
 
 def hoist_host_scalars(rule: Rule) -> Rule:
-    rule = reassociate(rule)
+    """Gather host factors and terms, then move host math into named host values."""
+    rule = intern_graph(reassociate(rule))
     return extract_host_values(rule)
 
 
