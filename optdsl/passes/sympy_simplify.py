@@ -290,25 +290,25 @@ def _chain(name: str, nodes: list[Node]) -> Node | None:
 
 def _candidates(expr: sp.Expr, deadline: float):
     """Rewrites worth comparing, cheapest first; stops when the budget is spent."""
-    cheap = (sp.factor_terms, sp.powsimp, sp.cancel)
-    for fn in cheap:
-        if time.perf_counter() >= deadline:
+    rewrites = [sp.factor_terms, sp.powsimp, sp.cancel]
+    if sp.count_ops(expr) <= MAX_OPS_FOR_SIMPLIFY and _can_interrupt():
+        rewrites.append(sp.simplify)
+    for fn in rewrites:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0.005:
             return
-        try:
-            with _time_limit(deadline - time.perf_counter()):
-                yield fn(expr)
-        except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
-            continue
-    if sp.count_ops(expr) > MAX_OPS_FOR_SIMPLIFY or not _can_interrupt():
-        return
-    remaining = deadline - time.perf_counter()
-    if remaining <= 0.01:
-        return
+        result = _bounded(fn, expr, remaining)
+        if result is not None:
+            yield result  # outside the time limit: the alarm must never fire in the caller
+
+
+def _bounded(fn, expr: sp.Expr, seconds: float):
+    """``fn(expr)``, or None if it fails or runs out of time."""
     try:
-        with _time_limit(remaining):
-            yield sp.simplify(expr)
-    except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
-        return
+        with _time_limit(seconds):
+            return fn(expr)
+    except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError, AttributeError):
+        return None
 
 
 def _can_interrupt() -> bool:
