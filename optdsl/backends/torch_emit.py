@@ -133,7 +133,6 @@ class TorchEmitter:
         self.bound: dict[int, str] = {}
         self.host_defs = dict(rule.host)
         self.host_printer = PyPrinter(rule, leaf=self._leaf)
-        self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
         self.written: set[str] = set()
 
     # plumbing
@@ -157,9 +156,6 @@ class TorchEmitter:
         if node.op == "input":
             return node.name
         return node.op  # shape scalars: numel, rows, cols, ndim are locals of the loop
-
-    def _scalar_leaf(self, node: Node) -> str | None:
-        return self._leaf(node)
 
     # statements
     def emit(self) -> list[str]:
@@ -489,11 +485,45 @@ class TorchEmitter:
             return self.host_code(node)
         if node.op == "input":
             return node.name
-        if node.op in REDUCE:
-            args = [self.tensor(a).code for a in node.args]
-            return REDUCE[node.op].format(*args)
-        self.scalar_printer.names = {**self.bound, **{id(a): self.scalar(a) for a in node.args}}
-        return self.scalar_printer.expr(node)
+        o, a = node.op, node.args
+        if o in REDUCE:
+            return REDUCE[o].format(*(self.tensor(x).code for x in a))
+        if o in COMPARE_FN:
+            return f"{self.scalar_condition(node)}.to(dtype)"
+        if o == "where":
+            x, y = _wrap(self.scalar(a[1])), _wrap(self.scalar(a[2]))
+            if a[0].kind <= Kind.SHAPE:
+                return f"({x} if {self.host_condition(a[0])} else {y})"
+            return f"torch.where({self.scalar_condition(a[0])}, {x}, {y})"
+        if o in ("min", "max"):
+            hosts = [x for x in a if x.kind <= Kind.SHAPE]
+            if hosts:
+                device = next(x for x in a if x.kind == Kind.SCALAR)
+                side = "min" if o == "max" else "max"
+                return f"torch.clamp({self.scalar(device)}, {side}={self.host_code(hosts[0])})"
+            return f"torch.{'minimum' if o == 'min' else 'maximum'}({self.scalar(a[0])}, {self.scalar(a[1])})"
+        args = [_wrap(self.scalar(x)) for x in a]
+        symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+        if o in symbols:
+            return f"{args[0]} {symbols[o]} {args[1]}"
+        if o == "neg":
+            return f"-{args[0]}"
+        if o == "square":
+            return f"{args[0]} * {args[0]}"
+        if o == "clamp":
+            return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+        if o == "lerp":
+            return f"{args[0]} + {args[2]} * ({args[1]} - {args[0]})"
+        if o in UNARY:
+            return f"torch.{UNARY[o]}({args[0]})"
+        raise AssertionError(f"no per-tensor scalar rule for {o}")  # pragma: no cover
+
+    def scalar_condition(self, node: Node) -> str:
+        """A per-tensor scalar as a 0-d bool tensor (comparisons stay comparisons)."""
+        if node.op in COMPARE_FN and id(node) not in self.bound:
+            left, right = (_wrap(self.scalar(x)) for x in node.args)
+            return f"({left} {COMPARE_SYMBOLS[node.op]} {right})"
+        return f"({_wrap(self.scalar(node))} != 0)"
 
     def atom(self, node: Node) -> Val:
         o = node.op
@@ -591,7 +621,8 @@ class TorchEmitter:
                 tensors.append(self.tensor(arg).code)
                 parts.append("{%d}" % (len(tensors) - 1))
             elif arg.kind == Kind.SCALAR:
-                parts.append(self.scalar(arg).replace("{", "{{").replace("}", "}}"))
+                text = self.scalar_condition(arg) if node.op == "where" and arg is node.args[0] else self.scalar(arg)
+                parts.append(_wrap(text).replace("{", "{{").replace("}", "}}"))
             else:
                 parts.append(self.host_code(arg).replace("{", "{{").replace("}", "}}"))
         o = node.op
@@ -623,6 +654,27 @@ def _is_square(node: Node) -> bool:
     if node.op == "square":
         return True
     return node.op == "pow" and node.args[1].op == "const" and node.args[1].attr == 2.0
+
+
+def _wrap(code: str) -> str:
+    """Parenthesize an expression unless it is a name, a number or a call."""
+    if _is_simple(code) or (code.endswith(")") and _balanced_call(code)):
+        return code
+    return f"({code})"
+
+
+def _balanced_call(code: str) -> bool:
+    """``f(...)`` or ``(...)`` spanning the whole text."""
+    depth = 0
+    start = code.find("(")
+    if start < 0 or not (start == 0 or code[:start].replace(".", "").replace("_", "").isalnum()):
+        return False
+    for i, ch in enumerate(code[start:], start):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i != len(code) - 1:
+            return False
+    return True
 
 
 def _is_simple(code: str) -> bool:

@@ -93,8 +93,6 @@ class _Checker:
     def _declare(self) -> None:
         seen: dict[str, Span] = {}
         for item in self.spec.items:
-            if isinstance(item, ast.Use):
-                self.error(item.span, "variants ('use') are not supported in this version of optdsl")
             if not isinstance(item, (ast.Hyper, ast.State)):
                 continue
             name, span = item.name, item.name_span
@@ -155,6 +153,11 @@ class _Checker:
     def _check_assign(self, stmt: ast.Assign) -> None:
         target, span = stmt.target, stmt.target_span
         kind = self._kind(stmt.value, init=False)
+        if target == "g" and stmt.variant is not None:
+            if kind is not None and kind != Kind.TENSOR:
+                self.error(stmt.value.span, f"variant '{stmt.variant}' must assign g a tensor, but this is {kind.noun}")
+            self.locals["g"] = Kind.TENSOR
+            return
         if target in ("g", "t"):
             self.error(span, f"cannot assign '{target}': it is given" + (" (use a variant 'on g' to change the gradient)" if target == "g" else ""))
             return

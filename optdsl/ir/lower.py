@@ -43,7 +43,7 @@ def lower(checked: Checked, origin: str = "") -> Rule:
         hypers=hypers,
         states=tuple(states),
         outputs=tuple(outputs),
-        source=spec.source or "",
+        source=spec.source if isinstance(spec.source, str) else "\n".join((spec.source or {}).values()),
         origin=origin,
     )
 
