@@ -54,6 +54,7 @@ def explain_source(src: SpecSource, latex: bool = True, variants: tuple[str, ...
     lines.append(f"flops per parameter: {flops(optimized)} elementwise" + (f", plus matrix ops: {', '.join(mats)}" if mats else ""))
     lines += ["", "passes:"]
     lines += [f"  {i}. {name}" for i, (name, _) in enumerate(trace, 1)]
+    lines += [f"  note: {note}" for note in optimized.notes]
     lines += ["", f"canonical hash: {canonical_hash(rule)}"]
     if warnings:
         lines += ["", "warnings:"]

@@ -28,8 +28,8 @@ def test_bytes_per_parameter(spec, fp32, bf16):
 def test_sgd_with_momentum_moves_20_bytes():
     rule = _optimized("sgd")
     t = traffic(rule)
-    assert [n for n, _ in t.reads] == ["p", "g", "buf"]
-    assert [n for n, _ in t.writes] == ["p", "buf"]
+    assert [n for n, _ in t.reads] == ["p", "g", "m"]
+    assert [n for n, _ in t.writes] == ["p", "m"]
     assert t.total == 20
 
 

@@ -104,10 +104,12 @@ def render(rule: Rule, spec_hash: str) -> str:
 
     tensor_states = [s.name for s in rule.states if s.shape == "tensor"]
     prologue = [f"{s} = state[\"{s}\"] if state[\"{s}\"].dtype == dtype else state[\"{s}\"].to(dtype)" for s in tensor_states]
-    prologue += [f"{s.name} = state[\"{s.name}\"]" for s in rule.states if s.shape == "scalar"]
+    prologue += [
+        f"{s.name} = state[\"{s.name}\"]{'.item()' if s.on_host else ''}" for s in rule.states if s.shape == "scalar"
+    ]
     shapes_used = {n.op for n in postorder(rule.roots()) if n.op in ("numel", "rows", "cols", "ndim")}
     prologue += _shape_lines(shapes_used)
-    prologue += [f"{name} = {host_printer.expr(node)}" for name, node in shape_host]
+    prologue += host_state_lines(rule, shape_host, host_printer)
 
     init_lines = _init_lines(rule, helpers)
     hyper_lines = _hyper_lines(rule, used | _init_hypers(rule), betas)
@@ -134,6 +136,31 @@ def render(rule: Rule, spec_hash: str) -> str:
         single_lines=single_lines,
     )
     return _environment().get_template(TEMPLATE).render(**context)
+
+
+def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:
+    """Per-tensor host values, each host scalar state stored as soon as its new value exists.
+
+    The state is stored in its dtype (float32 by default, like tensor states) and read
+    back, so later statements see the stored value, as they do for tensor states.
+    """
+    stored = {}
+    late = []
+    for name, node in rule.outputs:
+        if name != "p" and rule.state(name).on_host:
+            if node.op == "input" and node.attr[0] == "host":
+                stored[node.name] = name
+            else:
+                late.append((name, node))
+    lines = []
+    for name, node in shape_host:
+        lines.append(f"{name} = {printer.expr(node)}")
+        if name in stored:
+            state = stored[name]
+            lines.append(f'state["{state}"].fill_({name})')
+            lines.append(f'{name} = state["{state}"].item()')
+    lines += [f'state["{state}"].fill_({printer.expr(node)})' for state, node in late]
+    return lines
 
 
 def _shape_lines(used: set[str]) -> list[str]:
@@ -232,6 +259,8 @@ def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
                 f'state["{s.name}"] = torch.full_like(param, {printer.expr(init)}, dtype=dtype, '
                 "memory_format=torch.preserve_format)"
             )
+        elif s.on_host:
+            lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), dtype=dtype)')
         elif init.kind <= Kind.SHAPE:
             lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), device=param.device)')
         else:

@@ -15,6 +15,7 @@ The two dialects differ only in spelling (``torch._foreach_mul_(xs, c)`` vs
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..ir.nodes import GRAD, HOST, PARAM, STATE, Node, Rule
@@ -161,14 +162,18 @@ class TorchEmitter:
     def emit(self) -> list[str]:
         for st in self.sched.statements:
             if st.kind == "temp":
+                start = len(self.lines)
+                created = set(self.taken)
                 v = self.value(st.node, top=True)
                 if v.is_bool:
                     v = self.numeric(v)
                 if not v.stable:
                     v = Val(self.assign(self.d.clone(v.code), st.name), owned=True)
-                if v.code != st.name:
+                if v.owned and v.code not in created and re.fullmatch(r"[a-z]+\d+", v.code):
+                    self._rename(start, v.code, st.name)  # the fresh temporary takes the value's name
+                elif v.code != st.name:
                     self.line(f"{st.name} = {v.code}")
-                    self.taken.add(st.name)
+                self.taken.add(st.name)
                 self.bound[id(st.node)] = st.name
             elif st.kind == "write":
                 self.write(st.name, st.node)
@@ -178,12 +183,18 @@ class TorchEmitter:
                 self.line(self.d.copy(st.buffer, st.name))
         return self.lines
 
+    def _rename(self, start: int, old: str, new: str) -> None:
+        pattern = re.compile(rf"\b{re.escape(old)}\b")
+        self.lines[start:] = [pattern.sub(new, line) for line in self.lines[start:]]
+
     def is_scalar_state(self, name: str) -> bool:
         return name != "p" and self.rule.state(name).shape == "scalar"
 
     def write(self, buffer: str, node: Node) -> None:
         """Make ``buffer`` hold ``node``'s value, in place when the graph allows it."""
         if buffer != "p" and self.is_scalar_state(buffer):
+            if self.rule.state(buffer).on_host:
+                return  # host scalar states are stored with the host values (torch_backend.host_state_lines)
             v = self.value(node, top=True)
             self.line(f"{buffer}.copy_({v.code})")
             return
@@ -286,7 +297,33 @@ class TorchEmitter:
         elif through and node.op == "neg" and node.kind >= Kind.SCALAR:
             self._sum_terms(node.args[0], -sign, out, False)
         else:
-            out.append(self.product(node, sign))
+            term = self.product(node, sign)
+            inner = self._distributable(term)
+            out.extend(inner if inner is not None else [term])
+
+    def _distributable(self, term: Term) -> list[Term] | None:
+        """``c * (a + b) / d`` as ``c*a/d + c*b/d`` when c is a host number and every
+        piece then accumulates with one fused op (add_, addcmul_, addcdiv_) instead of
+        materializing the sum first; ``d`` is computed once."""
+        if len(term.num) != 1 or len(term.den) > 1 or not self._host_coef(term):
+            return None
+        (inner,) = term.num
+        if id(inner) in self.bound or inner.kind != Kind.TENSOR or inner.op not in ("add", "sub"):
+            return None
+        sub: list[Term] = []
+        self._sum_terms(inner, term.sign, sub, True)
+        if not all(self._host_coef(t) and not t.den and len(t.num) <= (1 if term.den else 2) for t in sub):
+            return None
+        if term.den and not any(t.num for t in sub):
+            return None
+        if term.den:
+            (den,) = term.den
+            if id(den) not in self.bound:
+                self.bound[id(den)] = self.tensor(den).code
+        for t in sub:
+            t.coef = term.coef if t.coef is None else (t.coef if term.coef is None else _times(term.coef, t.coef))
+            t.den = list(term.den)
+        return sub
 
     def product(self, node: Node, sign: int = 1) -> Term:
         term = Term(sign, None, [], [])
@@ -643,6 +680,12 @@ class TorchEmitter:
         if not tensors:  # pragma: no cover - then the node would be host or scalar kind
             raise AssertionError(o)
         return Val(self.assign(self.d.each(template, tensors), "mask" if is_bool else "x"), owned=True, is_bool=is_bool)
+
+
+def _times(a: Node, b: Node) -> Node:
+    from ..ir.nodes import op
+
+    return op("mul", a, b)
 
 
 def _plain(t: Term) -> bool:
