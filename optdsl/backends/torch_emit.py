@@ -344,10 +344,10 @@ class TorchEmitter:
         elif through and node.op == "neg":
             term.sign = -term.sign
             self._product_factors(node.args[0], term, inverted, False)
-        elif node.kind <= Kind.SCALAR and term.coef is None and not inverted:
-            term.coef = node
-        elif node.kind <= Kind.SCALAR and term.coef is None and node.kind <= Kind.SHAPE:
-            term.coef = _reciprocal(node)
+        elif node.kind <= Kind.SCALAR:
+            # host numbers and per-tensor scalars fold into one coefficient: one multiply per element
+            factor = _reciprocal(node) if inverted else node
+            term.coef = factor if term.coef is None else _times(term.coef, factor)
         else:
             (term.den if inverted else term.num).append(node)
 
