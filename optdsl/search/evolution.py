@@ -157,11 +157,14 @@ class Search:
     # --- making candidates --------------------------------------------------------------
 
     def _add_warm_starts(self) -> None:
+        """Record the warm starts; train each one that is not a duplicate of an earlier one."""
         for entry in self.space.warm_starts:
             text = warm_start_source(entry)
             fp = fingerprint(text)
             found = self.deduper.find(fp)
             if found is not None:
+                self.store.add_candidate(text, fp, None, "warm_start", self.epoch, "duplicate", found[1], found[0])
+                self.progress.cache_hits += 1
                 continue
             cid = self.store.add_candidate(text, fp, None, "warm_start", self.epoch, "pending")
             self.deduper.add(fp, cid)
@@ -319,15 +322,9 @@ class Search:
         self.store.set_meta("epoch", str(self.epoch))
         self.progress.epoch = self.epoch
         self.progress.log.append(f"restart: epoch {self.epoch}")
-        seeds = [self.progress.best_id] + [c for c, _ in self._warm_start_ids()]
+        seeds = [self.progress.best_id] + self.store.trained_warm_starts()
         for cid in dict.fromkeys(c for c in seeds if c is not None):
             self._join_population(cid)
-
-    def _warm_start_ids(self) -> list[tuple[int, float]]:
-        rows = self.store.db.execute(
-            "SELECT id, fitness FROM candidates WHERE mutation = 'warm_start' AND status = 'evaluated'"
-        ).fetchall()
-        return rows
 
     # --- held-out ranking ---------------------------------------------------------------------
 
@@ -341,7 +338,7 @@ class Search:
         from .report import leaderboard
 
         chosen = [row.id for row in leaderboard(self.store, s.heldout_top, s.fidelities)]
-        chosen += [c for c, _ in self._warm_start_ids()]
+        chosen += self.store.trained_warm_starts()
         todo = [c for c in dict.fromkeys(chosen) if not self.store.has_evaluation(c, s.heldout_fidelity, "heldout")]
         self._resubmit_pending("heldout")
         self.progress.heldout_total = len(todo) + self.progress.heldout_done

@@ -137,6 +137,10 @@ class Store:
         """(id, source, structural, symbolic, numeric) of every candidate, oldest first."""
         return self.db.execute("SELECT id, source, structural, symbolic, numeric FROM candidates ORDER BY id").fetchall()
 
+    def trained_warm_starts(self) -> list[int]:
+        rows = self.db.execute("SELECT id FROM candidates WHERE mutation = 'warm_start' AND status = 'evaluated' ORDER BY id")
+        return [cid for (cid,) in rows]
+
     def status_counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall())
 

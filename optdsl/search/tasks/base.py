@@ -78,7 +78,7 @@ def train_grid(problem: Problem, optimizer_class, lrs: list[float]) -> GridResul
     init = problem.init_params()
     copies = [[p.detach().clone().requires_grad_(True) for p in init] for _ in lrs]
     optimizer = optimizer_class([{"params": c, "lr": lr} for c, lr in zip(copies, lrs)])
-    history = torch.full((problem.steps, len(lrs)), math.inf)
+    history = torch.full((problem.steps, len(lrs)), math.inf, dtype=torch.float64)
     alive = torch.ones(len(lrs), dtype=torch.bool)
     ceiling = math.inf
     for step in range(problem.steps):
