@@ -6,6 +6,8 @@ cluster bound to 127.0.0.1, checking the jobs ran in Ray worker processes.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
 import signal
 import time
@@ -55,3 +57,35 @@ def test_local_pool_survives_crashes_hangs_and_errors():
         assert executor.in_flight() == 0
     finally:
         executor.close()
+
+
+def test_ray_runs_jobs_and_searches_in_ray_workers(tmp_path, monkeypatch, repo):
+    """A local Ray cluster on 127.0.0.1: failures are outcomes, and search evaluations run in Ray workers."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install optdsl[test])")
+    from optdsl.search import run_search
+    from optdsl.search.executors import RayExecutor
+    from search_support import rows, small_space
+
+    monkeypatch.setenv("PYTHONPATH", str(repo / "tests"))  # so Ray workers can import this module's jobs
+    executor = RayExecutor("local", slots=2)
+    try:
+        import ray
+
+        assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        for key, fn in (("fail", fail), ("hang", hang), ("ok", square)):
+            executor.submit(key, fn, (5,), timeout_s=3.0)
+        done = drain(executor, 3)
+        assert done["ok"].value["value"] == 25 and done["ok"].value["pid"] != os.getpid()
+        assert "candidate broke" in done["fail"].error and "timed out" in done["hang"].error
+
+        space = small_space(tmp_path, evaluations=3, heldout="[]")
+        space = space.replace(scoring=dataclasses.replace(space.scoring, search_tasks=("quadratic",), fidelities=1))
+        run_search(tmp_path / "ray.db", space, executor=executor)
+    finally:
+        executor.close()
+    workers = rows(tmp_path / "ray.db", "SELECT worker FROM evaluations WHERE phase = 'search' AND status = 'ok'")
+    assert len(workers) >= 3
+    for (worker,) in workers:
+        host, pid, ray_id = worker.split(":")
+        assert int(pid) != os.getpid() and ray_id.startswith("ray-")

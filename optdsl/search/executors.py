@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 import traceback
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Hashable
+
+
+_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,22 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, slots: int = 0):
+        local = address in (None, "local")
+        if local:
+            # Ray resolves 127.0.0.1 to the machine's address unless it thinks clusters are off;
+            # with this (read when ray is imported) every Ray process listens on loopback only.
+            if "ray" in sys.modules and os.environ.get(_LOOPBACK_ONLY) != "0":
+                warnings.warn(f"ray was imported before optdsl could set {_LOOPBACK_ONLY}=0: "
+                              "the local Ray cluster may listen beyond 127.0.0.1", stacklevel=2)
+            os.environ.setdefault(_LOOPBACK_ONLY, "0")
         import ray
 
         self._ray = ray
         self._owns = False
         if not ray.is_initialized():
             kwargs = dict(runtime_env={"env_vars": _worker_env()}, include_dashboard=False, log_to_driver=False)
-            if address in (None, "local"):
-                ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs)
+            if local:
+                ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=slots or None, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
             self._owns = True
