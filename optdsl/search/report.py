@@ -189,3 +189,27 @@ def _plot_curves(store: Store, path: Path, top: int, plt) -> Path:
 def _curve(ax, values: list[float], label: str, **style) -> None:
     xs = [i / max(1, len(values) - 1) for i in range(len(values))]
     ax.plot(xs, values, label=label, **style)
+
+
+# --- benchmark figures ---------------------------------------------------------------------------
+
+
+def benchmark_figures(store: Store, top: int = 10) -> dict:
+    """What bench/search_benchmark.md records: counts, cache hits, held-out scores, sign-momentum rules."""
+    from ..passes.sympy_simplify import is_sign_momentum
+
+    def family(rows: list[Row]) -> list[int]:
+        return [r.id for r in rows if any(f in r.source for f in ("sign(", "abs(", "sqrt(")) and is_sign_momentum(lower_text(r.source))]
+
+    figures = summary(store)
+    board, final = leaderboard(store, top), final_ranking(store)
+    everyone = leaderboard(store, 10**9)
+    warm = set(store.trained_warm_starts())
+    figures.update(
+        sign_momentum_in_search_top=family(board),
+        sign_momentum_in_heldout_ranking=family(final),
+        sign_momentum_trained=len(family(everyone)),
+        warm_start_heldout=[r.heldout for r in final if r.id in warm],
+        heldout_ranking=[(r.id, round(r.heldout, 4)) for r in final],
+    )
+    return figures
