@@ -23,7 +23,7 @@ max_statements = 6
 [evolution]
 population = 8
 tournament = 3
-restart_after = 0
+restart_after = {restart_after}
 
 [tasks]
 search = ["quadratic", "logreg"]
@@ -40,6 +40,7 @@ heldout_fidelity = 0
 
 [budget]
 evaluations = {evaluations}
+minutes = {minutes}
 
 [execution]
 workers = 2
@@ -50,9 +51,10 @@ SGD_MOMENTUM = '[[warm_start]]\nspec = "sgd"\nhypers = { momentum = 0.9 }\n'
 
 
 def write_space(folder: Path, evaluations: int = 6, seed: int = 0, heldout: str = '["rosenbrock"]',
-                warm_starts: str = SGD_MOMENTUM) -> Path:
+                warm_starts: str = SGD_MOMENTUM, minutes: float = 0, restart_after: int = 0) -> Path:
     path = folder / "space.toml"
-    path.write_text(SMALL_SPACE.format(seed=seed, evaluations=evaluations, heldout=heldout, warm_starts=warm_starts))
+    path.write_text(SMALL_SPACE.format(seed=seed, evaluations=evaluations, heldout=heldout, warm_starts=warm_starts,
+                                       minutes=minutes, restart_after=restart_after))
     return path
 
 

@@ -57,6 +57,7 @@ def test_different_programs_get_no_key_in_common(name):
         ("p = p - lr\n", "ignores_g"),
         ("p = p - lr * p\n", "ignores_g"),
         ("p = p + lr * g\n", "no_descent"),
+        ("p = p * (lr * g)\n", "no_descent"),  # collapsing p to 0 is no descent: the sphere is off-centre
         ("p = p - lr * log(g - g)\n", "not_finite"),
         ("p = p - lr * g\n", None),
     ],

@@ -32,7 +32,7 @@ class RecordingExecutor(LocalExecutor):
 def finished_search(tmp_path_factory):
     """A finished 8-candidate search (2 search tasks, 1 held-out task) and the jobs it ran."""
     folder = tmp_path_factory.mktemp("search")
-    space = small_space(folder, evaluations=8)
+    space = small_space(folder, evaluations=8, restart_after=1)
     executor = RecordingExecutor()
     try:
         progress = run_search(folder / "run.db", space, executor=executor)
@@ -90,6 +90,32 @@ def test_heldout_tasks_are_never_seen_during_the_search(finished_search):
         assert len(ratios) == len(space.scoring.search_tasks)
         assert fitness == pytest.approx(math.exp(sum(map(math.log, ratios)) / len(ratios)))
     assert rows(db, "SELECT COUNT(*) FROM evaluations WHERE phase = 'heldout' AND status = 'ok'")[0][0] >= 2
+
+
+def test_restarts_begin_from_the_best_rule_and_the_warm_start(finished_search):
+    db, _, _, _ = finished_search
+    epochs = int(rows(db, "SELECT value FROM meta WHERE key = 'epoch'")[0][0])
+    assert epochs >= 1  # restart_after = 1: any candidate that is not a new best starts an epoch
+    warm = {cid for (cid,) in rows(db, "SELECT id FROM candidates WHERE mutation = 'warm_start'")}
+    for epoch in range(1, epochs + 1):
+        first = [cid for (cid,) in rows(db, "SELECT candidate FROM population WHERE epoch = ? ORDER BY seq", (epoch,))]
+        best_so_far = rows(
+            db, "SELECT id FROM candidates WHERE status = 'evaluated' AND id IN (SELECT candidate FROM population"
+            " WHERE epoch < ?) ORDER BY fitness LIMIT 1", (epoch,),
+        )[0][0]
+        assert first[0] == best_so_far and warm <= set(first[:2]) | {best_so_far}
+
+
+def test_a_wall_time_budget_ends_the_search(tmp_path):
+    space = small_space(tmp_path, evaluations=0, minutes=0.05, heldout="[]")
+    executor = RecordingExecutor()
+    try:
+        progress = run_search(tmp_path / "timed.db", space, executor=executor)
+    finally:
+        executor.close()
+    assert progress.phase == "done" and progress.evaluated >= 1
+    search_time = float(rows(tmp_path / "timed.db", "SELECT value FROM meta WHERE key = 'elapsed_s'")[0][0])
+    assert search_time < 3 + 60  # the 3 s budget, plus the jobs that were running (each well under a minute)
 
 
 def test_a_finished_database_is_not_restarted(finished_search, tmp_path):

@@ -62,6 +62,7 @@ def test_scores_are_ratios_to_tuned_adamw():
     assert scoring.task_ratio({"best": 0.25}, adamw) == 0.5
     assert scoring.task_ratio(adamw, adamw) == 1.0
     assert scoring.failure_ratio(adamw) == 6.0
+    assert scoring.task_ratio({"best": 1e-9}, adamw) == scoring.MIN_RATIO  # at most 10x better per task
     total, ratios = scoring.score({"a": {"best": 0.25}, "b": {"best": 1.0}}, {"a": adamw, "b": adamw})
     assert ratios == {"a": 0.5, "b": 2.0} and total == pytest.approx(1.0)
 

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass, field
 
 from ..compiler import resolve
-from ..frontend.errors import SpecError
 from . import scoring
 from .dedupe import Deduper, Fingerprint, fingerprint, lower_text
 from .evaluate import Job, run_job
@@ -119,8 +118,8 @@ class Search:
         if history:
             p.best_id, p.best_score = min(history, key=lambda row: row[1])
         for fidelity in range(self.space.scoring.fidelities - 1):
-            for cid, _ in self.store.scores(fidelity):
-                if not self.store.has_evaluation(cid, fidelity + 1, "search") and self._promotes(cid, fidelity):
+            for cid in self._promoted(fidelity):
+                if not self.store.has_evaluation(cid, fidelity + 1, "search"):
                     self.promotions.append((cid, fidelity + 1))
 
     # --- baselines ----------------------------------------------------------------------
@@ -212,7 +211,7 @@ class Search:
         try:
             rule = lower_text(text)
             fp = fingerprint(text, rule)
-        except (SpecError, ValueError, TypeError, RecursionError):
+        except Exception:  # noqa: BLE001 - one odd program (SymPy, the probe) must not stop the search
             self.store.bump("rejected")
             self.progress.rejected += 1
             return None
@@ -227,7 +226,7 @@ class Search:
             return None
         try:
             reason = screen(rule)
-        except (RuntimeError, ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a rule the interpreter cannot run is not trained
             reason = f"probe_error: {type(exc).__name__}"
         if reason is not None:
             cid = self.store.add_candidate(text, fp, parent, mutation, self.epoch, "filtered", reason=reason)
@@ -293,11 +292,14 @@ class Search:
         if fidelity + 1 < self.space.scoring.fidelities and self._promotes(cid, fidelity):
             self.promotions.append((cid, fidelity + 1))
 
-    def _promotes(self, cid: int, fidelity: int) -> bool:
-        """Is ``cid`` in the best ``promote_fraction`` of everything scored at ``fidelity``?"""
+    def _promoted(self, fidelity: int) -> set[int]:
+        """The best ``promote_fraction`` of everything scored at ``fidelity`` (at least one)."""
         scores = sorted(self.store.scores(fidelity), key=lambda row: row[1])
         cut = max(1, math.ceil(self.space.scoring.promote_fraction * len(scores)))
-        return cid in {c for c, _ in scores[:cut]}
+        return {c for c, _ in scores[:cut]}
+
+    def _promotes(self, cid: int, fidelity: int) -> bool:
+        return cid in self._promoted(fidelity)
 
     def _join_population(self, cid: int) -> None:
         self.store.push_population(cid, self.epoch)

@@ -4,7 +4,7 @@
   (``ir.evaluate.evaluate_step``) on fixed float64 inputs, rounded and hashed,
   so rules that compute the same thing however they are written share a hash.
 * ``screen``: cheap degeneracy filters. A rule must move ``p``, must depend on
-  ``g``, and must descend on a sphere (f = |x|^2 / 2, g = x) at some learning
+  ``g``, and must descend on a sphere (f = |x - c|^2 / 2, g = x - c) at some learning
   rate within a few steps; else it is never trained.
 """
 
@@ -82,16 +82,21 @@ def screen(rule: Rule) -> str | None:
 
 
 def descends_on_sphere(rule: Rule) -> bool:
-    """Does some lr in SPHERE_LRS cut |x|^2 / 2 by 10% within SPHERE_STEPS steps?"""
-    x0, _ = _inputs(3, 0)
-    start = 0.5 * float((x0 * x0).sum())
+    """Does some lr in SPHERE_LRS cut |x - c|^2 / 2 by 10% within SPHERE_STEPS steps?
+
+    The centre ``c`` is random and the start is close to it, so a rule that
+    shrinks ``p`` towards 0 does not pass.
+    """
+    centre, (offset,) = _inputs(3, 1)
+    x0 = centre + 0.5 * offset
+    start = 0.5 * float((0.5 * offset).square().sum())
     for lr in SPHERE_LRS:
         x, state = x0, {}
         with torch.no_grad():
             for t in range(1, SPHERE_STEPS + 1):
-                x, state = evaluate_step(rule, x, x, t, state, {"lr": lr})
+                x, state = evaluate_step(rule, x, x - centre, t, state, {"lr": lr})
                 x = torch.broadcast_to(torch.as_tensor(x, dtype=torch.float64), SHAPE)
-        loss = 0.5 * float((x * x).sum())
+        loss = 0.5 * float((x - centre).square().sum())
         if math.isfinite(loss) and loss < SPHERE_DECREASE * start:
             return True
     return False

@@ -3,8 +3,9 @@
 For one task: ``ratio = (best candidate loss - floor) / (best AdamW loss - floor)``,
 both over the same grid, both clipped to the task's ceiling (divergence and
 NaN count as the ceiling). ``floor`` is the best possible loss when the task
-knows it (the Markov language's entropy), else 0. A candidate's score is the
-geometric mean of its ratios over tasks: 1.0 is tuned AdamW, lower is better.
+knows it (the Markov language's entropy), else 0. A ratio below ``MIN_RATIO``
+counts as ``MIN_RATIO``. A candidate's score is the geometric mean of its
+ratios over tasks: 1.0 is tuned AdamW, lower is better.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import math
 
 RELATIVE_EPSILON = 1e-6  # excess losses below this fraction of the initial one count as equal
+MIN_RATIO = 0.1  # one task counts at most 10x better than AdamW: no specialist wins on one task alone
 
 
 def task_ratio(candidate: dict, baseline: dict) -> float:
-    """Excess loss over the floor, candidate / AdamW (both grid results as dicts)."""
+    """Excess loss over the floor, candidate / AdamW (both grid results as dicts), at least MIN_RATIO."""
     floor = baseline["floor"]
     epsilon = RELATIVE_EPSILON * max(baseline["initial"] - floor, 1e-12)
-    return max(candidate["best"] - floor, epsilon) / max(baseline["best"] - floor, epsilon)
+    return max(MIN_RATIO, max(candidate["best"] - floor, epsilon) / max(baseline["best"] - floor, epsilon))
 
 
 def failure_ratio(baseline: dict) -> float:
