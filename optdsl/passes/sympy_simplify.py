@@ -450,7 +450,8 @@ def is_sign_momentum(rule: Rule) -> bool:
     ``lr * 0.3``; a decoupled decay ``k * p`` may be added), where ``X`` is a
     linear combination of ``g`` and at least one state, and every such state is
     updated as a linear combination of itself and ``g`` (a momentum). ``sign``
-    may be spelled ``x / sqrt(x * x)`` or ``x / abs(x)``.
+    may be spelled ``x / sqrt(x * x)`` or ``x / abs(x)``; a ``where`` on the step
+    count alone (SGD's ``where(t == 1, g, ...)``) counts if both branches do.
     """
     from .dead import eliminate_dead_state
 
@@ -472,17 +473,38 @@ def is_sign_momentum(rule: Rule) -> bool:
     scaled = sp.expand(step * magnitude)  # -c * X + k * p * |X|
     decay = scaled.coeff(magnitude)
     coefficient = sp.cancel(sp.expand(scaled - decay * magnitude) / inner)
-    if coefficient == 0 or coefficient.free_symbols & tensors or decay.free_symbols & (tensors - {p}):
+    if coefficient == 0 or coefficient.free_symbols & tensors or sp.cancel(decay / p).free_symbols & tensors:
         return False
     momenta = inner.free_symbols & set(states)
     if not momenta or not _linear_in(inner, [g, *states]):
         return False
-    return all(_linear_in(new[states[m]], [m, g]) and sp.expand(new[states[m]]).coeff(m) != 0 for m in momenta)
+    return all(_is_momentum(new[states[m]], m, g) for m in momenta)
+
+
+def _is_momentum(update: sp.Expr, state: sp.Symbol, g: sp.Symbol) -> bool:
+    """Linear in the state and ``g`` (in every step-dependent branch), and reads the state in one."""
+    branches = list(_branches(update, {state, g}))
+    return _linear_in(update, [state, g]) and any(sp.expand(b).coeff(state) != 0 for b in branches)
+
+
+def _branches(expr: sp.Expr, tensors: set[sp.Symbol]):
+    """``expr`` with each ``where`` whose condition reads no tensor resolved both ways."""
+    switches = [w for w in expr.atoms(_FUNCS["where"]) if not (w.args[0].free_symbols & tensors)]
+    if not switches:
+        yield expr
+        return
+    w = switches[0]
+    for branch in w.args[1:]:
+        yield from _branches(expr.xreplace({w: branch}), tensors)
 
 
 def _linear_in(expr: sp.Expr, symbols: list[sp.Symbol]) -> bool:
-    try:
-        poly = sp.Poly(sp.expand(expr), *symbols)
-    except sp.PolynomialError:
-        return False
-    return poly.total_degree() <= 1 and all(not (c.free_symbols & set(symbols)) for c in poly.coeffs())
+    """A linear combination of ``symbols`` with host coefficients, in every step-dependent branch."""
+    for branch in _branches(expr, set(symbols)):
+        try:
+            poly = sp.Poly(sp.expand(branch), *symbols)
+        except sp.PolynomialError:
+            return False
+        if poly.total_degree() > 1 or any(c.free_symbols & set(symbols) for c in poly.coeffs()):
+            return False
+    return True

@@ -218,11 +218,12 @@ class Search:
         found = self.deduper.find(fp)
         if found is not None:
             key, original = found
-            fitness = self.store.candidate(original).fitness
+            known = self.store.candidate(original)
+            fitness = known.fitness if known.status == "evaluated" else None
             cid = self.store.add_candidate(text, fp, parent, mutation, self.epoch, "duplicate", original, key, fitness)
             self.progress.cache_hits += 1
             if fitness is not None:
-                self._join_population(cid)
+                self._join_population(cid)  # a cache hit: the original's fitness, no training
             return None
         try:
             reason = screen(rule)

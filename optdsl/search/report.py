@@ -112,9 +112,9 @@ def export(store: Store, folder: str | Path, top: int = 10) -> list[Path]:
         heldout = f", held-out score {row.heldout:.4f}" if row.heldout is not None else ""
         doc = (
             f"Found by optdsl search: candidate {row.id} of {store.path.name}, rank {rank}.\n\n"
-            f"Score {row.score:.4f} at fidelity {row.fidelity}{heldout} (loss ratio to AdamW tuned\n"
-            f"on the same lr grid: 1 = AdamW, lower is better). The lr default is the\n"
-            f"geometric mean of the best lr per task."
+            f"  Score {row.score:.4f} at fidelity {row.fidelity}{heldout} (loss ratio to AdamW tuned\n"
+            f"  on the same lr grid: 1 = AdamW, lower is better). The lr default is the\n"
+            f"  geometric mean of the best lr per task."
         )
         lr = _geometric_mean(list(row.best_lrs.values()))
         path = folder / f"found_{rank:02d}.opt"
@@ -153,7 +153,7 @@ def _plot_best(store: Store, path: Path, plt) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("candidates trained")
     ax.set_ylabel("score (loss ratio to AdamW, fidelity 0)")
-    ax.legend()
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -204,11 +204,14 @@ def benchmark_figures(store: Store, top: int = 10) -> dict:
     figures = summary(store)
     board, final = leaderboard(store, top), final_ranking(store)
     everyone = leaderboard(store, 10**9)
+    in_family = family(everyone)
+    best = next(((rank, r.id, round(r.score, 4)) for rank, r in enumerate(everyone, 1) if r.id in in_family), None)
     warm = set(store.trained_warm_starts())
     figures.update(
-        sign_momentum_in_search_top=family(board),
+        sign_momentum_in_search_top=[i for i in in_family if i in {r.id for r in board}],
         sign_momentum_in_heldout_ranking=family(final),
-        sign_momentum_trained=len(family(everyone)),
+        sign_momentum_trained=len(in_family),
+        sign_momentum_best=best,  # (rank in the search leaderboard, candidate, score)
         warm_start_heldout=[r.heldout for r in final if r.id in warm],
         heldout_ranking=[(r.id, round(r.heldout, 4)) for r in final],
     )
