@@ -194,6 +194,9 @@ def search_command(
     except (SearchError, SpaceError, WarmStartError) as exc:
         _err(f"optdsl search: {exc}")
         raise typer.Exit(2)
+    except KeyboardInterrupt:
+        _err(f"optdsl search: interrupted; everything finished is in {path}: continue with --resume {path}")
+        raise typer.Exit(130)
     _search_report(path, top, export, plots)
 
 

@@ -47,6 +47,17 @@ workers = 2
 timeout_s = 60
 """
 
+# Signum, and the same rule written in other ways (the search must train only one of them).
+SIGNUM = HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * sign(m)\n"
+EQUAL_TO_SIGNUM = {
+    "sqrt_spelling": HEADER + "state m = zeros\n\nm = g + m * 0.9\np = p - lr * (m / sqrt(m * m))\n",
+    "abs_spelling": HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * m / abs(m)\n",
+    "renamed_state": HEADER + "state k = zeros\n\nk = 0.9 * k + g\nq = sign(k)\np = p - lr * q\n",
+    "reordered_sum": HEADER + "state m = zeros\n\nm = g + 0.9 * m\np = p - sign(m) * lr\n",
+    "dead_code": HEADER + "state m = zeros\nstate v = zeros\n\nv = v + g\nm = 0.9 * m + g\nx = m * 2\np = p - lr * sign(m)\n",
+}
+
+
 SGD_MOMENTUM = '[[warm_start]]\nspec = "sgd"\nhypers = { momentum = 0.9 }\n'
 
 

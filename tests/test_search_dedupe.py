@@ -8,16 +8,8 @@ from optdsl.compiler import lower, resolve
 from optdsl.passes.sympy_simplify import canonical_form, is_sign_momentum
 from optdsl.search.dedupe import Deduper, fingerprint, lower_text
 from optdsl.search.probe import screen
-from search_support import HEADER
+from search_support import EQUAL_TO_SIGNUM, HEADER, SIGNUM
 
-SIGNUM = HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * sign(m)\n"
-EQUAL_TO_SIGNUM = {
-    "sqrt_spelling": HEADER + "state m = zeros\n\nm = g + m * 0.9\np = p - lr * (m / sqrt(m * m))\n",
-    "abs_spelling": HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * m / abs(m)\n",
-    "renamed_state": HEADER + "state k = zeros\n\nk = 0.9 * k + g\nq = sign(k)\np = p - lr * q\n",
-    "reordered_sum": HEADER + "state m = zeros\n\nm = g + 0.9 * m\np = p - sign(m) * lr\n",
-    "dead_code": HEADER + "state m = zeros\nstate v = zeros\n\nv = v + g\nm = 0.9 * m + g\nx = m * 2\np = p - lr * sign(m)\n",
-}
 DIFFERENT = {
     "sgd_momentum": HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * m\n",
     "other_beta": HEADER + "state m = zeros\n\nm = 0.8 * m + g\np = p - lr * sign(m)\n",

@@ -59,6 +59,18 @@ def test_local_pool_survives_crashes_hangs_and_errors():
         executor.close()
 
 
+def test_local_workers_are_recycled_after_max_jobs():
+    executor = LocalExecutor(workers=1, max_jobs=2)
+    try:
+        pids = []
+        for i in range(5):
+            executor.submit(i, square, (i,), timeout_s=30.0)
+            pids.append(drain(executor, 1)[i].value["pid"])
+        assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    finally:
+        executor.close()
+
+
 def test_ray_runs_jobs_and_searches_in_ray_workers(tmp_path, monkeypatch, repo):
     """A local Ray cluster on 127.0.0.1: failures are outcomes, and search evaluations run in Ray workers."""
     if importlib.util.find_spec("ray") is None:

@@ -11,9 +11,7 @@ import pytest
 import optdsl
 from optdsl.search import SearchError, run_search
 from optdsl.search.executors import LocalExecutor
-from search_support import HEADER, inline_warm_start, rows, small_space
-
-from test_search_dedupe import EQUAL_TO_SIGNUM, SIGNUM
+from search_support import EQUAL_TO_SIGNUM, HEADER, SIGNUM, inline_warm_start, rows, small_space
 
 
 class RecordingExecutor(LocalExecutor):

@@ -22,6 +22,7 @@ from typing import Any, Callable, Hashable
 
 
 _LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+MAX_JOBS_PER_WORKER = 200
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: _Task | None = None
+        self.jobs = 0
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -82,12 +84,17 @@ class _Worker:
 
 
 class LocalExecutor:
-    """``workers`` processes on this machine (default: every core)."""
+    """``workers`` processes on this machine (default: every core).
+
+    A worker is replaced after ``max_jobs`` jobs, so memory held by the modules
+    of thousands of compiled candidates is returned.
+    """
 
     name = "local"
 
-    def __init__(self, workers: int = 0):
+    def __init__(self, workers: int = 0, max_jobs: int = MAX_JOBS_PER_WORKER):
         self.slots = workers or os.cpu_count() or 1
+        self.max_jobs = max_jobs
         self._context = mp.get_context("spawn")
         self._workers = [_Worker(self._context) for _ in range(self.slots)]
         self._queue: deque[_Task] = deque()
@@ -103,7 +110,10 @@ class LocalExecutor:
         return max(0, self.slots - self.in_flight())
 
     def _dispatch(self) -> None:
-        for worker in self._workers:
+        for index, worker in enumerate(self._workers):
+            if worker.task is None and worker.jobs >= self.max_jobs:
+                worker.stop()
+                worker = self._workers[index] = _Worker(self._context)
             if worker.task is None and self._queue:
                 task = self._queue.popleft()
                 task.started = time.monotonic()
@@ -140,6 +150,7 @@ class LocalExecutor:
         except (EOFError, OSError):
             return self._replace(index, "worker died", seconds)
         worker.task = None
+        worker.jobs += 1
         return Outcome(True, value, None, seconds) if ok else Outcome(False, None, value, seconds)
 
     def _replace(self, index: int, error: str, seconds: float, kill: bool = False) -> Outcome:
@@ -182,7 +193,7 @@ class RayExecutor:
             else:
                 ray.init(address=address, **kwargs)
             self._owns = True
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        self._remote = ray.remote(num_cpus=1, max_retries=0, max_calls=MAX_JOBS_PER_WORKER)(_call)
         self.slots = slots or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._running: dict = {}  # ObjectRef -> _Task
 
