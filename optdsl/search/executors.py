@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 import traceback
@@ -43,7 +44,11 @@ class _Task:
 
 
 def _worker_main(conn) -> None:
-    """Worker loop: receive (fn, args), send back (True, value) or (False, traceback text)."""
+    """Worker loop: receive (fn, args), send back (True, value) or (False, traceback text).
+
+    Ctrl-C is the parent's to handle: it stops the workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             message = conn.recv()
