@@ -161,6 +161,93 @@ def demo_command(
     run_demo(spec, steps=steps, lr=lr, seed=seed, log=typer.echo)
 
 
+# --- optdsl search (issue 6) -----------------------------------------------------------------
+# Evolutionary discovery of update rules. Everything happens in ``optdsl.search``;
+# these commands only read options, open the display and print.
+
+search_app = typer.Typer(
+    help="Discover update rules by evolutionary search (regularized evolution, Lion-style).",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(search_app, name="search")
+
+
+@search_app.callback(invoke_without_command=True)
+def search_command(
+    ctx: typer.Context,
+    space: Optional[Path] = typer.Option(None, "--space", help="search space TOML (default: the shipped default.toml)"),
+    db: Optional[Path] = typer.Option(None, "--db", help="database to create (default: ./search.db)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the search stored in this database"),
+    evaluations: Optional[int] = typer.Option(None, "--evals", help="budget: candidates trained at fidelity 0"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="budget: wall time of the search phase"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="evolution seed (default: the space file's)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="worker processes or Ray slots (default: every core)"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="run on the Ray cluster at ADDRESS ('local': start one on 127.0.0.1)"),
+    export: Optional[Path] = typer.Option(None, "--export", help="write the best rules as .opt specs into this folder"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="write best_score.png and loss_curves.png into this folder"),
+    top: int = typer.Option(10, "--top", help="rows to print and rules to export"),
+) -> None:
+    """Run a search (or continue one with --resume); `optdsl search show DB` reads one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from optdsl.search import SearchError, SpaceError, load_space, run_search
+    from optdsl.search.display import LiveProgress
+    from optdsl.search.program import WarmStartError
+
+    if resume is not None and (db is not None or space is not None):
+        raise typer.BadParameter("--resume continues a stored search: give no --db or --space")
+    path = resume or db or Path("search.db")
+    try:
+        with LiveProgress() as display:
+            run_search(
+                path, None if resume else load_space(space), resume=resume is not None, workers=workers,
+                ray_address=ray, evaluations=evaluations, minutes=minutes, seed=seed, on_progress=display.update,
+            )
+    except (SearchError, SpaceError, WarmStartError) as exc:
+        _err(f"optdsl search: {exc}")
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        _err(f"optdsl search: interrupted; everything finished is in {path}: continue with --resume {path}")
+        raise typer.Exit(130)
+    _search_report(path, top, export, plots)
+
+
+@search_app.command("show")
+def search_show_command(
+    db: Path = typer.Argument(..., help="a search database"),
+    top: int = typer.Option(10, "--top", help="rows to print and rules to export"),
+    sources: bool = typer.Option(False, "--sources", help="print each rule's statements"),
+    export: Optional[Path] = typer.Option(None, "--export", help="write the best rules as .opt specs into this folder"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="write best_score.png and loss_curves.png into this folder"),
+) -> None:
+    """Print a search's summary and leaderboard (works while it runs)."""
+    if not db.is_file():
+        raise typer.BadParameter(f"no search database at {db}")
+    _search_report(db, top, export, plots, sources)
+
+
+def _search_report(db: Path, top: int, export: Optional[Path], plots: Optional[Path], sources: bool = False) -> None:
+    from rich.console import Console
+
+    from optdsl.search import report
+    from optdsl.search.display import show
+    from optdsl.search.store import Store
+
+    store = Store(db)
+    try:
+        Console().print(show(store, top, sources))
+        if export is not None:
+            for path in report.export(store, export, top):
+                typer.echo(f"wrote {path}")
+        if plots is not None:
+            for path in report.plot(store, plots):
+                typer.echo(f"wrote {path}")
+    finally:
+        store.close()
+
+# --- end of optdsl search ----------------------------------------------------------------------
+
+
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context, version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True)) -> None:
     if version:

@@ -379,3 +379,148 @@ def _cost(expr: sp.Expr, host: set[sp.Symbol]) -> float:
             return 1 + base_cost
         return 2 + base_cost + _cost(e, host)
     return 1 + sum(_cost(a, host) for a in expr.args)
+
+
+# --- canonical forms, for the search's duplicate detection and rule families -----------
+
+MAX_STATES_TO_PERMUTE = 5
+MAX_EXPAND_EXPONENT = 6
+
+
+def canonical_form(rule: Rule, budget_s: float = 0.25) -> str | None:
+    """Text equal for rules that are algebraically the same; cheap (no full ``simplify``).
+
+    Dead states are dropped and locals inlined; ``sign``, ``lerp``, ``dot`` and
+    ``clamp`` are written with ``Abs``, ``+``, ``*``, ``Min``/``Max``; sums and
+    products are expanded; states take the placeholder names that give the
+    smallest text, so renaming them changes nothing. ``m/sqrt(m*m)`` and
+    ``sign(m)`` (``m`` real) give the same text. None when SymPy cannot express
+    the rule (a choice hyper's text).
+    """
+    from .dead import eliminate_dead_state
+
+    rule = eliminate_dead_state(rule)
+    deadline = time.perf_counter() + budget_s
+    bridge = _Bridge(rule)
+    try:
+        outputs = {name: _canonical_expr(bridge.to_sympy(node), deadline) for name, node in rule.outputs}
+        inits = {s.name: _canonical_expr(bridge.to_sympy(s.init), deadline) for s in rule.states}
+    except _Unsupported:
+        return None
+    symbols = {s.name: sp.Symbol(s.name, real=True) for s in rule.states}
+    blind = {sym: sp.Symbol("_s", real=True) for sym in symbols.values()}
+    keys = [_state_text(s, outputs, inits, blind) for s in rule.states]
+    best = None
+    for order in _orders(keys):
+        rename = {symbols[rule.states[i].name]: sp.Symbol(f"_s{k}", real=True) for k, i in enumerate(order)}
+        parts = [f"p={outputs['p'].xreplace(rename)}"]
+        parts += [f"_s{k}:{_state_text(rule.states[i], outputs, inits, rename)}" for k, i in enumerate(order)]
+        text = ";".join(parts)
+        if best is None or text < best:
+            best = text
+    return best
+
+
+def _state_text(state, outputs: dict, inits: dict, rename: dict) -> str:
+    update = outputs[state.name].xreplace(rename) if state.name in outputs else "same"
+    return f"{state.shape}:{inits[state.name]}:{update}"
+
+
+def _orders(keys: list[str]):
+    """State orders to try: sorted by a name-blind key; ties tried in every order (few)."""
+    ranked = sorted(range(len(keys)), key=lambda i: keys[i])
+    groups = [list(g) for _, g in itertools.groupby(ranked, key=lambda i: keys[i])]
+    choices = [itertools.permutations(g) if len(g) <= MAX_STATES_TO_PERMUTE else [tuple(g)] for g in groups]
+    for combo in itertools.product(*choices):
+        yield [i for group in combo for i in group]
+
+
+def _canonical_expr(expr: sp.Expr, deadline: float) -> sp.Expr:
+    expr = expr.replace(sp.sign, lambda a: a / sp.Abs(a))
+    expr = expr.replace(_FUNCS["lerp"], lambda a, b, w: a + w * (b - a))
+    expr = expr.replace(_FUNCS["dot"], lambda a, b: _FUNCS["sum"](a * b))
+    expr = expr.replace(_FUNCS["clamp"], lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi))
+    if _expansion_may_explode(expr):
+        return expr
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0:
+        return expr
+    try:
+        with _time_limit(remaining):
+            return sp.expand(expr)
+    except (_Timeout, RecursionError, TypeError, ValueError):
+        return expr
+
+
+def _expansion_may_explode(expr: sp.Expr) -> bool:
+    return any(
+        isinstance(e, sp.Pow) and isinstance(e.base, sp.Add) and e.exp.is_Integer and abs(e.exp) > MAX_EXPAND_EXPONENT
+        for e in sp.preorder_traversal(expr)
+    )
+
+
+def is_sign_momentum(rule: Rule) -> bool:
+    """Whether ``rule`` is in the Lion / Signum family, up to its constants.
+
+    That is: ``p`` moves by ``-c * sign(X)`` (``c`` a host scalar such as
+    ``lr * 0.3``; a decoupled decay ``k * p`` may be added), where ``X`` is a
+    linear combination of ``g`` and at least one state, and every such state is
+    updated as a linear combination of itself and ``g`` (a momentum). ``sign``
+    may be spelled ``x / sqrt(x * x)`` or ``x / abs(x)``; a ``where`` on the step
+    count alone (SGD's ``where(t == 1, g, ...)``) counts if both branches do.
+    """
+    from .dead import eliminate_dead_state
+
+    rule = eliminate_dead_state(rule)
+    bridge = _Bridge(rule)
+    try:
+        new = {name: bridge.to_sympy(node).replace(sp.sign, lambda a: a / sp.Abs(a)) for name, node in rule.outputs}
+    except _Unsupported:
+        return False
+    p, g = sp.Symbol("p", real=True), sp.Symbol("g", real=True)
+    states = {sp.Symbol(s.name, real=True): s.name for s in rule.states if s.name in new}
+    tensors = {p, g, *states}
+    step = sp.expand(new["p"] - p)
+    magnitudes = step.atoms(sp.Abs)
+    if len(magnitudes) != 1:
+        return False
+    (magnitude,) = magnitudes
+    inner = magnitude.args[0]
+    scaled = sp.expand(step * magnitude)  # -c * X + k * p * |X|
+    decay = scaled.coeff(magnitude)
+    coefficient = sp.cancel(sp.expand(scaled - decay * magnitude) / inner)
+    if coefficient == 0 or coefficient.free_symbols & tensors or sp.cancel(decay / p).free_symbols & tensors:
+        return False
+    momenta = inner.free_symbols & set(states)
+    if not momenta or not _linear_in(inner, [g, *states]):
+        return False
+    return all(_is_momentum(new[states[m]], m, g) for m in momenta)
+
+
+def _is_momentum(update: sp.Expr, state: sp.Symbol, g: sp.Symbol) -> bool:
+    """Linear in the state and ``g`` (in every step-dependent branch), and reads the state in one."""
+    branches = list(_branches(update, {state, g}))
+    return _linear_in(update, [state, g]) and any(sp.expand(b).coeff(state) != 0 for b in branches)
+
+
+def _branches(expr: sp.Expr, tensors: set[sp.Symbol]):
+    """``expr`` with each ``where`` whose condition reads no tensor resolved both ways."""
+    switches = [w for w in expr.atoms(_FUNCS["where"]) if not (w.args[0].free_symbols & tensors)]
+    if not switches:
+        yield expr
+        return
+    w = switches[0]
+    for branch in w.args[1:]:
+        yield from _branches(expr.xreplace({w: branch}), tensors)
+
+
+def _linear_in(expr: sp.Expr, symbols: list[sp.Symbol]) -> bool:
+    """A linear combination of ``symbols`` with host coefficients, in every step-dependent branch."""
+    for branch in _branches(expr, set(symbols)):
+        try:
+            poly = sp.Poly(sp.expand(branch), *symbols)
+        except sp.PolynomialError:
+            return False
+        if poly.total_degree() > 1 or any(c.free_symbols & set(symbols) for c in poly.coeffs()):
+            return False
+    return True
