@@ -204,3 +204,21 @@ def test_second_load_in_a_new_process_uses_the_cache_without_sympy_or_lark(tmp_p
 
 def test_compiled_module_is_deterministic():
     assert optdsl.compile_spec("radam") == optdsl.compile_spec("radam")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["m = where(t == max(m, g), g, 0.9 * m + g)", "m = lerp(t == 1, g, 0.9 * m + g)", "m = lerp(0.5, g, m)"],
+)
+def test_host_values_on_the_left_of_tensor_ops(body):
+    """Found by the search: a number where torch wants a tensor (torch.eq(float, T), torch.lerp(float, ...))."""
+    cls = optdsl.load(source=f"optimizer X\nstate m = zeros\n{body}\nu = m\np = p - 0.01 * u\n")
+    results = []
+    for foreach in (True, False):
+        p = torch.nn.Parameter(torch.arange(5.0))
+        opt = cls([p], foreach=foreach)
+        for step in range(3):
+            p.grad = torch.linspace(-1, 1, 5) * (step + 1)
+            opt.step()
+        results.append(p.detach().clone())
+    assert torch.equal(results[0], results[1]) and torch.isfinite(results[0]).all()

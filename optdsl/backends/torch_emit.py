@@ -604,6 +604,8 @@ class TorchEmitter:
                     return Val(acc, owned=True)
                 return Val(self.assign(f"torch.clamp({x.code}, {lo}, {hi})"), owned=True)
             return self._each(node)
+        if o == "lerp" and a[0].kind != Kind.TENSOR:
+            return self._each(node)  # torch.lerp needs a tensor start
         if o == "lerp":
             x, y = self.tensor(a[0]), self.tensor(a[1])
             w = self.host_code(a[2]) if a[2].kind <= Kind.SHAPE else self.value(a[2]).code
@@ -663,8 +665,8 @@ class TorchEmitter:
             else:
                 parts.append(self.host_code(arg).replace("{", "{{").replace("}", "}}"))
         o = node.op
-        if o in COMPARE_FN:
-            template = f"torch.{COMPARE_FN[o]}({parts[0]}, {parts[1]})"
+        if o in COMPARE_FN:  # operators, so a number may stand on either side
+            template = f"({parts[0]} {COMPARE_SYMBOLS[o]} {parts[1]})"
         elif o == "where":
             template = f"torch.where({parts[0]}, {parts[1]}, {parts[2]})"
         elif o in ("min", "max"):
@@ -673,6 +675,8 @@ class TorchEmitter:
             template = f"torch.clamp({parts[0]}, {parts[1]}, {parts[2]})"
         elif o == "pow":
             template = f"torch.pow({parts[0]}, {parts[1]})"
+        elif o == "lerp" and node.args[0].kind != Kind.TENSOR:
+            template = f"{parts[0]} + {parts[2]} * ({parts[1]} - {parts[0]})"
         elif o == "lerp":
             template = f"torch.lerp({parts[0]}, {parts[1]}, {parts[2]})"
         else:  # pragma: no cover
