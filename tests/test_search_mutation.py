@@ -22,7 +22,7 @@ PROGRAM = HEADER + "state m = zeros\n\nm = 0.9 * m + g\np = p - lr * m\n"
 def test_sgd_momentum_warm_start_inlines_and_folds_hypers():
     text = warm_start_source(WarmStart(spec="sgd", hypers=(("momentum", 0.9),)))
     statements = [line for line in text.splitlines() if "=" in line and not line.startswith(("hyper", "state"))]
-    assert statements == ["d = g", "buf = where(t == 1, d, 0.9 * buf + d)", "u = buf", "p = p - lr * u"]
+    assert statements == ["d = g", "m = where(t == 1, d, 0.9 * m + d)", "u = m", "p = p - lr * u"]
     assert "hyper lr = 0.001 in [0, inf)" in text and "momentum" not in text
 
 
@@ -95,3 +95,30 @@ def test_the_table_is_pluggable():
         assert child.mutations == ("double_lr",) and "p = 2 * (p - lr * m)" in child.text
     finally:
         del mu.MUTATIONS["double_lr"]
+
+
+@pytest.mark.parametrize("variant", ["cautious", "grams", "orthograd"])
+def test_apply_variant_inlines_a_checked_variant_with_constant_hypers(variant):
+    import dataclasses
+
+    text = warm_start_source(WarmStart(spec="sgd", hypers=(("momentum", 0.9),)))
+    vocab = dataclasses.replace(VOCAB, variants=(variant,))
+    child = mu.apply_variant(parse(text), random.Random(0), vocab)
+    assert child is not None
+    out = mu.pg.canonical_text(child)
+    checked_spec(out)
+    assert "hyper lr" in out and "cautious_norm" not in out
+    if variant == "cautious":
+        assert "cautious_mask = u * g > 0" in out and "numel / (sum(cautious_mask) + 1)" in out
+    if variant == "grams":
+        assert "u = sign(g) * abs(u)" in out
+    if variant == "orthograd":  # an `on g` variant: the new gradient is a local the rule reads
+        assert re.search(r"^a1 = where\(orthograd_n_perp > ", out, re.M) and "d = a1" in out
+
+
+def test_apply_variant_skips_variants_that_do_not_fit():
+    import dataclasses
+
+    program = HEADER + "p = p - lr * g\n"  # no u and no m: neither fits
+    vocab = dataclasses.replace(VOCAB, variants=("cautious", "adaptive_braking"))
+    assert mu.apply_variant(parse(program), random.Random(0), vocab) is None

@@ -4,8 +4,8 @@ Each entry edits a search-form spec (see ``program``) and returns the new one,
 or None when it does not apply (no constant to perturb, no room to insert).
 ``mutate`` applies one or more of them, picked by the space file's weights,
 and returns only children the compiler's checker accepts: a child is printed,
-parsed and checked before it can cost anything. New entries (an "apply
-variant" mutation, once variants exist) join with ``@register("name")``.
+parsed and checked before it can cost anything. New entries join with
+``@register("name")``.
 """
 
 from __future__ import annotations
@@ -243,3 +243,47 @@ def _inside_negation(expr: ast.Expr, path: pg.Path) -> bool:
     for i in path[:-1]:
         parent = pg.children(parent)[i]
     return isinstance(parent, ast.Unary) and isinstance(pg.children(parent)[path[-1]], ast.Num)
+
+
+@register("apply_variant")
+def apply_variant(spec: ast.Spec, rng: random.Random, vocab: Vocabulary) -> ast.Spec | None:
+    """Inline a built-in variant that fits the program (Cautious, Grams, ...).
+
+    The variant's hypers become constants (search form keeps only ``lr``), and an
+    ``on g`` variant's new gradient becomes a local that the program reads from
+    then on, so the child is plain spec text like any other candidate.
+    """
+    from ..compiler import resolve_variant
+    from ..frontend.variants import apply_variants
+
+    names = list(vocab.variants)
+    rng.shuffle(names)
+    for name in names:
+        variant = parse(resolve_variant(name).text, f"<variant {name}>")
+        try:
+            combined = apply_variants(spec, [variant])
+        except SpecError:
+            continue
+        values = {h.name: pg._literal(h.default.value) for h in variant.hypers}
+        statements = _rename_gradient(
+            [ast.Assign(a.target, pg.fold(pg.inline(a.value, values))) for a in combined.statements], spec
+        )
+        states = [ast.State(s.name, s.shape, pg.fold(pg.inline(s.init, values))) for s in combined.states]
+        return pg.rebuild(spec, statements, states)
+    return None
+
+
+def _rename_gradient(statements: list[ast.Assign], spec: ast.Spec) -> list[ast.Assign]:
+    """Assignments to ``g`` (from an ``on g`` variant) become a fresh local read from then on."""
+    current = "g"
+    out: list[ast.Assign] = []
+    everything = pg.rebuild(spec, statements)
+    for a in statements:
+        value = pg.inline(a.value, {"g": ast.Name(current)}) if current != "g" else a.value
+        if a.target == "g":
+            current = fresh_local(everything)
+            everything = pg.rebuild(everything, list(everything.statements) + [ast.Assign(current, ast.Num(0.0))])
+            out.append(ast.Assign(current, value))
+        else:
+            out.append(ast.Assign(a.target, value))
+    return out

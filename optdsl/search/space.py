@@ -36,6 +36,7 @@ class Vocabulary:
         "+", "-", "*", "/", "sign", "sqrt", "abs", "square", "lerp", "max", "min", "tanh", "exp", "rsqrt",
     )
     state_slots: tuple[str, ...] = ("m", "v", "w")
+    variants: tuple[str, ...] = ("cautious", "grams", "cmgup", "orthograd", "clip_norm", "adaptive_braking")
     max_statements: int = 8
     max_expression_size: int = 12
 
@@ -55,6 +56,7 @@ class Evolution:
     restart_after: int = 400  # evaluations without a better best before a restart; 0 = never
     mutation_weights: tuple[tuple[str, float], ...] = (
         ("insert", 1.0), ("delete", 1.0), ("change_argument", 1.0), ("change_function", 0.5), ("perturb_constant", 1.0),
+        ("apply_variant", 0.3),
     )
 
 
@@ -250,6 +252,11 @@ def validate(space: Space) -> Space:
         raise SpaceError("[vocabulary] operands: must include g")
     for fn in v.functions:
         function_arity(fn)
+    from ..compiler import builtin_variants
+
+    unknown = sorted(set(v.variants) - set(builtin_variants()))
+    if unknown:
+        raise SpaceError(f"[vocabulary] variants: unknown variant(s) {', '.join(unknown)} (known: {', '.join(builtin_variants())})")
     if v.max_statements < 1 or v.max_expression_size < 1:
         raise SpaceError("[vocabulary] max_statements and max_expression_size must be at least 1")
     for name, weight in space.evolution.mutation_weights:
