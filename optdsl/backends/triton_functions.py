@@ -29,11 +29,9 @@ def _pow(a, b):
     a = tl.cast(a, tl.float32)
     b = tl.cast(b, tl.float32)
     r = tl.exp2(b * tl.log2(tl.abs(a)))
-    integral = tl.floor(b) == b
-    odd = integral & (tl.floor(b * 0.5) * 2.0 != b)
-    r = tl.where((a < 0) & odd, -r, r)
-    r = tl.where((a < 0) & (tl.floor(b) != b), _NAN, r)
-    return tl.where((b == 0) | (a == 1), 1.0, r)''',
+    odd = tl.floor(b * 0.5) * 2.0 != b
+    r = tl.where(a < 0, tl.where(tl.floor(b) == b, tl.where(odd, -r, r), _NAN), r)
+    return tl.where(b == 0, 1.0, tl.where(a == 1, 1.0, r))''',
     "_tanh": '''@triton.jit
 def _tanh(x):
     """tanh in fp32: a series near 0, where (1 - e) / (1 + e) would cancel."""
