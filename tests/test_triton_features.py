@@ -207,3 +207,18 @@ def test_step_inside_torch_compile_runs_the_kernels_eagerly():
         opt_theirs.step()
         opt_theirs.zero_grad()
     assert relative_errors(ours, theirs).max().item() <= 1e-6
+
+
+def test_empty_and_zero_dim_parameters():
+    """numel 0 and 0-d parameters: scalar states still advance, as in the torch backend."""
+    tri, ref = optdsl.load("nadam", backend="triton"), optdsl.load("nadam")
+    ours, theirs = make_params([(0,), (), (3, 0), (5,)]), make_params([(0,), (), (3, 0), (5,)])
+    opt_ours, opt_theirs = tri(ours), ref(theirs)
+    for step in range(3):
+        _grads(ours, step)
+        _grads(theirs, step)
+        opt_ours.step()
+        opt_theirs.step()
+    assert relative_errors(ours, theirs).max().item() <= 1e-6
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(opt_ours.state[a]["mu_product"], opt_theirs.state[b]["mu_product"].to(a.device))

@@ -19,7 +19,8 @@ from . import triton_functions
 from .pyexpr import HELPERS, PyPrinter
 from .torch_backend import _environment, _shape_lines, beta_names, docstring_literal, template_context
 from .torch_emit import REDUCE
-from .triton_emit import Kernel, KernelEmitter, Layout, fresh
+from .triton_emit import KernelEmitter
+from .triton_layout import Kernel, Layout, fresh
 from .triton_plan import KernelPlan, Plan, in_kernel, is_torch_op, plan_kernels
 
 TEMPLATE = "triton_optimizer.py.j2"
@@ -29,8 +30,6 @@ OPTIONS = (
     "    stochastic_rounding: round bf16 parameters stochastically (unbiased) instead of to nearest.",
     "    rounding_seed: seed of the stochastic rounding (Philox, keyed by tensor, step and element).",
 )
-# host-side locals of _update_fused, kept clear of spec names like the kernels' own
-HOST_ROLES = ("tables", "device", "index", "param", "state", "lo", "hi", "shape", "shape_rows")
 SPEC_RESERVED = {"p", "g", "t", "numel", "rows", "cols", "ndim", "tl", "triton", "torch", "math"}
 
 
@@ -39,8 +38,6 @@ def render(rule: Rule, spec_hash: str) -> str:
     context = template_context(rule, spec_hash, imports="torch and triton", options=OPTIONS)
     spec_names = {h.name for h in rule.hypers} | {s.name for s in rule.states} | {n for n, _ in rule.host}
     layout = Layout.build(rule, spec_names | SPEC_RESERVED)
-    for role in HOST_ROLES:
-        layout.names[role] = fresh(role, layout.taken)
     sched = schedule(rule, layout.taken)
     plan = plan_kernels(rule)
     kernels = _kernels(rule, layout, sched, plan)

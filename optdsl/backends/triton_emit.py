@@ -19,78 +19,16 @@ reads like the rule printed by ``optdsl explain``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, STEP, Node, Rule, postorder
+from ..ir.nodes import GRAD, PARAM, STATE, Node, postorder
 from ..ir.ops import Kind
 from ..ir.schedule import Schedule
+from .triton_layout import META_COLUMN, META_WIDTH, SHAPE_LEAVES, Kernel, Layout, fresh
 from .triton_plan import REDUCE_OPS, KernelPlan, Plan, is_torch_op
 from .triton_printer import TritonPrinter
 
-META_WIDTH = 5
-META_COLUMN = {"size": 0, "base": 1, "rows": 2, "cols": 3, "ndim": 4}
-SHAPE_LEAVES = ("numel", "rows", "cols", "ndim")
-# accumulated value per reduction, and how the total becomes the result
-ACCUMULATE = {"sum": "x", "mean": "x", "norm": "x * x", "rms": "x * x", "dot": "x * y", "amax": "x", "amin": "x"}
+# how the total of a reduction's partial sums becomes its value
 FINISH = {"sum": "{0}", "mean": "{0} / numel", "norm": "tl.sqrt({0})", "rms": "tl.sqrt({0} / numel)",
           "dot": "{0}", "amax": "{0}", "amin": "{0}"}
-INTERNAL = (
-    "ptrs", "chunks", "meta", "n_tensors", "partials", "scratch", "total", "scalars_out", "shape_values",
-    "hyper_values", "g_sign", "seed", "chunk", "tensor", "start", "end", "size", "base", "block", "offs", "mask",
-)
-
-
-def fresh(base: str, taken: set[str]) -> str:
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}{i}"
-    taken.add(name)
-    return name
-
-
-@dataclass
-class Layout:
-    """Names and table positions shared by every kernel of a rule and by the launch code."""
-
-    rule: Rule
-    names: dict[str, str]  # internal role -> its name, clear of every spec name
-    rows: dict[str, int]  # buffer -> its row in the pointer table ("step" included)
-    pointers: dict[str, str]  # buffer -> the kernel variable holding its address
-    shape_host: list[str]  # SHAPE host values, in the order of the shape-value table
-    scalar_outputs: list[tuple[str, Node]]  # changed scalar states, in the order of their output rows
-    taken: set[str]
-
-    @classmethod
-    def build(cls, rule: Rule, taken: set[str]) -> Layout:
-        taken = set(taken)
-        names = {role: fresh(role, taken) for role in INTERNAL}
-        buffers = ["p", "g"] + [s.name for s in rule.states if s.shape == "tensor"]
-        buffers += [s.name for s in rule.states if s.shape == "scalar"] + ["step"]
-        rows = {b: i for i, b in enumerate(buffers)}
-        pointers = {b: fresh(f"{b}_ptr", taken) for b in buffers}
-        shape_host = [n for n, v in rule.host if v.kind == Kind.SHAPE]
-        scalar_outputs = [
-            (name, node) for name, node in rule.outputs
-            if name != "p" and rule.state(name).shape == "scalar" and not (node.op == "input" and node.name == name)
-        ]
-        return cls(rule, names, rows, pointers, shape_host, scalar_outputs, taken)
-
-    def tensor_states(self) -> list[str]:
-        return [s.name for s in self.rule.states if s.shape == "tensor"]
-
-
-@dataclass
-class Kernel:
-    name: str
-    params: list[str]  # runtime arguments then constexprs, in order
-    text: str
-    per_tensor: bool
-    functions: set[str] = field(default_factory=set)
-    constants: set[str] = field(default_factory=set)
-
-
-CONSTEXPRS = ("P_DTYPE", "S_DTYPE", "CAPTURABLE", "STOCHASTIC_ROUNDING", "BLOCK", "CHUNK")
 
 
 class KernelEmitter:
