@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 
 SPEC_HELP = "a built-in spec name (see `optdsl list`) or a path to a .opt file"
+VARIANT_HELP = "apply a variant (see `optdsl variants`, or a path); repeat to compose, applied in order"
 
 
 def _err(text: str) -> None:
@@ -47,6 +48,7 @@ def compile_command(
     backend: str = typer.Option(
         "torch", "--backend", help="code generator: torch, triton (fused kernels) or auto (triton where installed)"
     ),
+    variant: list[str] = typer.Option([], "--variant", "-V", help=VARIANT_HELP),
 ) -> None:
     """Compile a spec into a self-contained torch.optim.Optimizer module."""
     try:
@@ -58,14 +60,14 @@ def compile_command(
             raise typer.BadParameter("--all takes no SPEC and needs -o FOLDER")
         output.mkdir(parents=True, exist_ok=True)
         for name in api.builtin_specs():
-            compiled = api.compile_to_file(name, output / f"{name}.py", backend)
+            compiled = api.compile_to_file(name, output / f"{name}.py", backend, variant)
             typer.echo(f"wrote {output / f'{name}.py'} ({compiled.class_name})")
         return
     if spec is None:
         raise typer.BadParameter("give a SPEC (or --all -o FOLDER)")
     to_stdout = output is not None and str(output) == "-"
     target = None if to_stdout else (output or Path(f"{Path(spec).stem.lower()}.py"))
-    compiled = api.compile_to_file(spec, target, backend)
+    compiled = api.compile_to_file(spec, target, backend, variant)
     _print_warnings(compiled.warnings, None)
     if to_stdout:
         sys.stdout.write(compiled.code)
@@ -93,12 +95,13 @@ def check_command(specs: list[str] = typer.Argument(..., help=SPEC_HELP)) -> Non
 def explain_command(
     spec: str = typer.Argument(..., help=SPEC_HELP),
     latex: bool = typer.Option(True, "--latex/--no-latex", help="also print the rule as LaTeX"),
+    variant: list[str] = typer.Option([], "--variant", "-V", help=VARIANT_HELP),
 ) -> None:
     """Print the rule after simplification, its states, memory traffic and flops per parameter."""
     from optdsl.compiler import resolve
     from optdsl.explainer import explain_source
 
-    typer.echo(explain_source(resolve(spec), latex=latex))
+    typer.echo(explain_source(resolve(spec), latex=latex, variants=tuple(variant)))
 
 
 @app.command("fmt")
@@ -132,6 +135,15 @@ def list_command() -> None:
     cls_width = max((len(r[1]) for r in rows), default=0)
     for name, cls, doc in rows:
         typer.echo(f"{name:<{width}}  {cls:<{cls_width}}  {doc}")
+
+
+@app.command("variants")
+def variants_command() -> None:
+    """List the built-in variants (modifiers applicable to any rule), one line each."""
+    rows = api.describe_variants()
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, hook, doc in rows:
+        typer.echo(f"{name:<{width}}  {hook:<4}  {doc}")
 
 
 @app.command("passes")

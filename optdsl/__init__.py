@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 from .api import (  # noqa: E402
     SpecError,
     builtin_specs,
+    builtin_variants,
     cache_dir,
     compile_spec,
     explain,
@@ -27,6 +28,7 @@ from .api import (  # noqa: E402
 __all__ = [
     "SpecError",
     "builtin_specs",
+    "builtin_variants",
     "cache_dir",
     "compile_spec",
     "explain",

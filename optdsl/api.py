@@ -20,34 +20,50 @@ def _source(spec, source):
     return from_text(source) if source is not None else resolve(spec)
 
 
-def load(spec: str | Path | None = None, *, source: str | None = None, backend: str = "torch"):
-    """The optimizer class for a built-in spec name, a ``.opt`` path, or spec ``source`` text.
+def _variant_texts(variants) -> str:
+    from .compiler import resolve_variant
+
+    return "\0".join(resolve_variant(v).text for v in variants)
+
+
+def load(
+    spec: str | Path | None = None,
+    *,
+    source: str | None = None,
+    backend: str = "torch",
+    variants: list[str] | tuple[str, ...] = (),
+):
+    """The optimizer class for a built-in spec name, a ``.opt`` path, or spec ``source`` text,
+    with ``variants`` (names or paths) applied in order.
 
     Compiled once into the cache directory (``optdsl.cache_dir()``); later calls,
     in any process, import the cached module without compiling.
     """
     src = _source(spec, source)
-    path = module_path(cache_key(src.text, backend))
+    variants = tuple(str(v) for v in variants)
+    path = module_path(cache_key(src.text + "\0" + _variant_texts(variants), backend, variants))
     if not path.exists():
         from .compiler import compile_source
 
-        write_atomic(path, compile_source(src, backend).code)
+        write_atomic(path, compile_source(src, backend, variants).code)
     module = import_file(path)
     return getattr(module, module.__all__[0])
 
 
-def compile_spec(spec: str | Path | None = None, *, source: str | None = None, backend: str = "torch") -> str:
-    """The generated module's Python source for a spec."""
+def compile_spec(
+    spec: str | Path | None = None, *, source: str | None = None, backend: str = "torch", variants=()
+) -> str:
+    """The generated module's Python source for a spec (with ``variants`` applied in order)."""
     from .compiler import compile_source
 
-    return compile_source(_source(spec, source), backend).code
+    return compile_source(_source(spec, source), backend, tuple(variants)).code
 
 
-def explain(spec: str | Path | None = None, *, source: str | None = None) -> str:
+def explain(spec: str | Path | None = None, *, source: str | None = None, variants=()) -> str:
     """What the compiler made of a spec: the simplified rule, states, traffic and flops."""
     from .explainer import explain_source
 
-    return explain_source(_source(spec, source))
+    return explain_source(_source(spec, source), variants=tuple(variants))
 
 
 def format_spec(spec: str | Path | None = None, *, source: str | None = None) -> str:
@@ -58,12 +74,12 @@ def format_spec(spec: str | Path | None = None, *, source: str | None = None) ->
     return print_spec(parse(_source(spec, source)))
 
 
-def rule_hash(spec: str | Path | None = None, *, source: str | None = None) -> str:
+def rule_hash(spec: str | Path | None = None, *, source: str | None = None, variants=()) -> str:
     """Canonical hash of the rule: equal for specs differing only in names, order or dead code."""
     from .compiler import lower
     from .ir.hashing import canonical_hash
 
-    rule, _ = lower(_source(spec, source))
+    rule, _ = lower(_source(spec, source), tuple(variants))
     return canonical_hash(rule)
 
 
@@ -73,7 +89,28 @@ def builtin_specs() -> list[str]:
     return list(specs())
 
 
-__all__ = ["SpecError", "load", "compile_spec", "explain", "format_spec", "rule_hash", "builtin_specs", "cache_dir"]
+def builtin_variants() -> list[str]:
+    from .compiler import builtin_variants as variants
+
+    return list(variants())
+
+
+def describe_variants() -> list[tuple[str, str, str]]:
+    """(name, hook, first line of its docstring) for every built-in variant."""
+    from .compiler import builtin_variants as variants
+    from .compiler import parse, resolve_variant
+
+    rows = []
+    for name in variants():
+        tree = parse(resolve_variant(name))
+        rows.append((name, f"on {tree.hook}", tree.doc.strip().splitlines()[0] if tree.doc.strip() else ""))
+    return rows
+
+
+__all__ = [
+    "SpecError", "load", "compile_spec", "explain", "format_spec", "rule_hash", "builtin_specs",
+    "builtin_variants", "cache_dir",
+]
 
 
 def describe_builtins() -> list[tuple[str, str, str]]:
@@ -88,11 +125,11 @@ def describe_builtins() -> list[tuple[str, str, str]]:
     return rows
 
 
-def compile_to_file(spec: str | Path, out: Path | None, backend: str = "torch"):
+def compile_to_file(spec: str | Path, out: Path | None, backend: str = "torch", variants=()):
     """Compile ``spec`` and write the module to ``out`` (None: only return it); returns the Compiled result."""
     from .compiler import compile_source, resolve
 
-    compiled = compile_source(resolve(spec), backend)
+    compiled = compile_source(resolve(spec), backend, tuple(variants))
     if out is not None:
         write_atomic(Path(out), compiled.code)
     return compiled
@@ -106,8 +143,9 @@ def check_specs(specs: list[str | Path]) -> list[tuple[str, str | None, list, "S
     for spec in specs:
         try:
             src = resolve(spec)
-            checked = check(src)
-            results.append((src.file, checked.spec.name, checked.warnings, None))
+            checked = check(src, allow_variant=True)
+            warnings = [w for w in checked.warnings if w.span.file != "<probe>"]
+            results.append((src.file, checked.spec.name, warnings, None))
         except SpecError as exc:
             results.append((str(spec), None, exc.warnings, exc))
     return results

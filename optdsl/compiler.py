@@ -55,6 +55,26 @@ def from_text(text: str, origin: str = "<string>") -> SpecSource:
     return SpecSource(text, origin, origin)
 
 
+def builtin_variants() -> dict[str, Path]:
+    """Built-in variant name -> path (``specs/variants/*.opt``)."""
+    return {p.stem: p for p in sorted((resources.specs_dir() / "variants").glob("*.opt"))}
+
+
+def resolve_variant(name: str | Path) -> SpecSource:
+    """A built-in variant name (``cautious``) or a path to a variant ``.opt`` file."""
+    path = Path(name)
+    if path.suffix == ".opt" or "/" in str(name):
+        return resolve(path)
+    variants = builtin_variants()
+    key = str(name).lower()
+    if key in variants:
+        p = variants[key]
+        return SpecSource(p.read_text(encoding="utf-8"), f"variant {key}", f"specs/variants/{p.name}")
+    close = difflib.get_close_matches(key, list(variants), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `optdsl variants` lists them"
+    raise SpecNotFound(f"unknown variant {name!r}{hint}")
+
+
 # --- stages ---------------------------------------------------------------------------
 
 
@@ -64,19 +84,53 @@ def parse(src: SpecSource):
     return parse_text(src.text, src.file)
 
 
-def check(src: SpecSource):
-    """Parse and check; returns the checked spec (its ``warnings`` included)."""
+def build(src: SpecSource, variants: tuple[str, ...] = (), allow_variant: bool = False):
+    """The syntax tree of ``src`` with its ``use`` variants and then ``variants`` inlined.
+
+    A variant file alone (``allow_variant``) is applied to a probe optimizer, so
+    that checking it reports everything that can be known without a rule.
+    """
+    from .frontend.errors import SpecError
+    from .frontend.variants import apply_variants, probe_rule
+
+    tree = parse(src)
+    if tree.kind == "variant":
+        if not allow_variant or variants:
+            raise SpecError(
+                [Diagnostic(tree.name_span, f"'{tree.name}' is a variant; apply it to an optimizer, "
+                            f"e.g. optdsl compile adamw --variant {Path(src.file).stem}")],
+                src.text,
+            )
+        return apply_variants(probe_rule(tree), [tree])
+    trees = []
+    for item in [i for i in tree.items if type(i).__name__ == "Use"]:
+        for name in item.variants:
+            try:
+                trees.append(parse(resolve_variant(name)))
+            except SpecNotFound as exc:
+                raise SpecError([Diagnostic(item.span, exc.args[0])], src.text) from None
+    trees += [parse(resolve_variant(name)) for name in variants]
+    return apply_variants(tree, trees)
+
+
+def variant_names(tree, variants: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(tree.uses) + tuple(str(v) for v in variants)
+
+
+def check(src: SpecSource, variants: tuple[str, ...] = (), allow_variant: bool = False):
+    """Parse, inline variants and check; returns the checked spec (its ``warnings`` included)."""
     from .frontend.checker import check as check_spec
 
-    return check_spec(parse(src))
+    return check_spec(build(src, variants, allow_variant))
 
 
-def lower(src: SpecSource):
-    """Parse, check and lower to IR; returns (rule, warnings)."""
+def lower(src: SpecSource, variants: tuple[str, ...] = ()):
+    """Parse, inline variants, check and lower to IR; returns (rule, warnings)."""
     from .ir.lower import lower as lower_checked
 
-    checked = check(src)
-    return lower_checked(checked, src.origin), checked.warnings
+    checked = check(src, variants)
+    names = variant_names(parse(src), variants)
+    return lower_checked(checked, src.origin).with_(variants=names), checked.warnings
 
 
 def optimize(rule, trace: list | None = None):
@@ -107,17 +161,17 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def compile_source(src: SpecSource, backend: str = "torch") -> Compiled:
-    """The optimizer module for ``src`` as Python source text."""
+def compile_source(src: SpecSource, backend: str = "torch", variants: tuple[str, ...] = ()) -> Compiled:
+    """The optimizer module for ``src`` (with ``variants`` applied in order) as Python source."""
     backend = resolve_backend(backend)
-    rule, warnings = lower(src)
+    rule, warnings = lower(src, tuple(variants))
     rule = optimize(rule)
     if backend == "triton":
         from .backends.triton_backend import render
     else:
         from .backends.torch_backend import render
 
-    code = render(rule, source_hash(src.text))
+    code = render(rule, source_hash(src.text + "".join(resolve_variant(v).text for v in variants)))
     return Compiled(code, rule, rule.name, warnings)
 
 

@@ -14,11 +14,14 @@ _CASES = (
 )
 
 
-def explain_source(src: SpecSource, latex: bool = True) -> str:
-    rule, warnings = lower(src)
+def explain_source(src: SpecSource, latex: bool = True, variants: tuple[str, ...] = ()) -> str:
+    rule, warnings = lower(src, variants)
     trace: list = []
     optimized = optimize(rule, trace)
-    lines = [f"{optimized.name}: {optimized.doc}" if optimized.doc else optimized.name, f"spec: {src.origin}", ""]
+    lines = [f"{optimized.name}: {optimized.doc}" if optimized.doc else optimized.name, f"spec: {src.origin}"]
+    if optimized.variants:
+        lines.append(f"variants: {', '.join(optimized.variants)}")
+    lines.append("")
     if optimized.hypers:
         lines.append("hypers:")
         for h in optimized.hypers:
@@ -51,8 +54,9 @@ def explain_source(src: SpecSource, latex: bool = True) -> str:
     lines.append(f"flops per parameter: {flops(optimized)} elementwise" + (f", plus matrix ops: {', '.join(mats)}" if mats else ""))
     lines += ["", "passes:"]
     lines += [f"  {i}. {name}" for i, (name, _) in enumerate(trace, 1)]
+    lines += [f"  note: {note}" for note in optimized.notes]
     lines += ["", f"canonical hash: {canonical_hash(rule)}"]
     if warnings:
         lines += ["", "warnings:"]
-        lines += ["  " + w.format(src.text).replace("\n", "\n  ") for w in warnings]
+        lines += ["  " + w.format(None).replace("\n", "\n  ") for w in warnings]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from ..frontend.printer import format_number
 from ..ir.nodes import HYPER, Node, Rule, postorder
 from ..ir.ops import Kind
 from ..ir.printer import rule_text
-from ..ir.schedule import schedule
+from ..ir.schedule import Schedule, schedule
 from .pyexpr import HELPERS, PyPrinter, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
 
@@ -109,14 +109,16 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         helpers |= emitter.host_printer.helpers
     single = TorchEmitter(rule, sched, foreach=False, taken=set(taken), indent="")
     single_lines = single.emit()
-    helpers |= single.host_printer.helpers | single.scalar_printer.helpers
+    helpers |= single.host_printer.helpers
 
     tensor_states = [s.name for s in rule.states if s.shape == "tensor"]
     prologue = [f"{s} = state[\"{s}\"] if state[\"{s}\"].dtype == dtype else state[\"{s}\"].to(dtype)" for s in tensor_states]
-    prologue += [f"{s.name} = state[\"{s.name}\"]" for s in rule.states if s.shape == "scalar"]
+    prologue += [
+        f"{s.name} = state[\"{s.name}\"]{'.item()' if s.on_host else ''}" for s in rule.states if s.shape == "scalar"
+    ]
     shapes_used = {n.op for n in postorder(rule.roots()) if n.op in ("numel", "rows", "cols", "ndim")}
     prologue += _shape_lines(shapes_used)
-    prologue += [f"{name} = {host_printer.expr(node)}" for name, node in shape_host]
+    prologue += host_state_lines(rule, shape_host, host_printer)
 
     init_lines = _init_lines(rule, helpers)
     hyper_lines = _hyper_lines(rule, used | _init_hypers(rule), betas)
@@ -142,6 +144,31 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         per_tensor_prologue=prologue,
         single_lines=single_lines,
     )
+
+
+def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:
+    """Per-tensor host values, each host scalar state stored as soon as its new value exists.
+
+    The state is stored in its dtype (float32 by default, like tensor states) and read
+    back, so later statements see the stored value, as they do for tensor states.
+    """
+    stored = {}
+    late = []
+    for name, node in rule.outputs:
+        if name != "p" and rule.state(name).on_host:
+            if node.op == "input" and node.attr[0] == "host":
+                stored[node.name] = name
+            else:
+                late.append((name, node))
+    lines = []
+    for name, node in shape_host:
+        lines.append(f"{name} = {printer.expr(node)}")
+        if name in stored:
+            state = stored[name]
+            lines.append(f'state["{state}"].fill_({name})')
+            lines.append(f'{name} = state["{state}"].item()')
+    lines += [f'state["{state}"].fill_({printer.expr(node)})' for state, node in late]
+    return lines
 
 
 def _shape_lines(used: set[str]) -> list[str]:
@@ -230,43 +257,30 @@ def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
     shapes = {n.op for s in rule.states for n in postorder([s.init]) if n.op in ("numel", "rows", "cols", "ndim")}
     lines += _shape_lines(shapes)
     printer = PyPrinter(rule, helpers=helpers)
+    emitter = TorchEmitter(rule, Schedule([], {}, {}), foreach=False, taken=set(BASE_NAMES), indent="")
     for s in rule.states:
         init = s.init
-        if s.shape == "tensor":
-            if init.op == "const" and init.attr == 0.0:
-                lines.append(f'state["{s.name}"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)')
-            elif init.kind <= Kind.SHAPE:
-                lines.append(
-                    f'state["{s.name}"] = torch.full_like(param, {printer.expr(init)}, dtype=dtype, '
-                    "memory_format=torch.preserve_format)"
-                )
-            else:
-                value = _eager_tensor_code(rule, init)
-                lines.append(f'state["{s.name}"] = torch.broadcast_to({value}, param.shape).to(dtype, copy=True)')
+        if s.shape == "tensor" and init.op == "const" and init.attr == 0.0:
+            lines.append(f'state["{s.name}"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)')
+        elif s.shape == "tensor" and init.kind <= Kind.SHAPE:
+            lines.append(
+                f'state["{s.name}"] = torch.full_like(param, {printer.expr(init)}, dtype=dtype, '
+                "memory_format=torch.preserve_format)"
+            )
+        elif s.on_host:
+            lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), dtype=dtype)')
+        elif init.kind <= Kind.SHAPE:
+            lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), device=param.device)')
         else:
-            if init.kind <= Kind.SHAPE:
-                lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), device=param.device)')
+            value = emitter.value(init)
+            lines += emitter.lines
+            emitter.lines.clear()
+            if s.shape == "tensor":
+                lines.append(f'state["{s.name}"] = torch.broadcast_to({value.code}, param.shape).to(dtype, copy=True)')
             else:
-                lines.append(f'state["{s.name}"] = ({_eager_tensor_code(rule, init)}).to(torch.float32, copy=True)')
+                lines.append(f'state["{s.name}"] = {value.code}.to(torch.float32, copy=True)')
+    helpers |= emitter.host_printer.helpers
     return lines
-
-
-def _eager_tensor_code(rule: Rule, node: Node) -> str:
-    """A one-line eager torch expression for an initializer (runs once per parameter)."""
-    from .torch_emit import REDUCE
-
-    def expr(n: Node) -> str:
-        if n.kind <= Kind.SHAPE:
-            return PyPrinter(rule).expr(n)
-        if n.op == "input":
-            return n.name
-        args = [expr(a) for a in n.args]
-        if n.op in REDUCE:
-            return "(" + REDUCE[n.op].format(*args) + ")"
-        printer = PyPrinter(rule, device=True, names={id(a): f"({s})" for a, s in zip(n.args, args)})
-        return "(" + printer.expr(n) + ")"
-
-    return expr(node)
 
 
 def _module_doc(rule: Rule, spec_hash: str, imports: str = "torch") -> str:

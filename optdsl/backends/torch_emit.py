@@ -15,6 +15,7 @@ The two dialects differ only in spelling (``torch._foreach_mul_(xs, c)`` vs
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..ir.nodes import GRAD, HOST, PARAM, STATE, Node, Rule
@@ -133,7 +134,6 @@ class TorchEmitter:
         self.bound: dict[int, str] = {}
         self.host_defs = dict(rule.host)
         self.host_printer = PyPrinter(rule, leaf=self._leaf)
-        self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
         self.written: set[str] = set()
 
     # plumbing
@@ -158,21 +158,22 @@ class TorchEmitter:
             return node.name
         return node.op  # shape scalars: numel, rows, cols, ndim are locals of the loop
 
-    def _scalar_leaf(self, node: Node) -> str | None:
-        return self._leaf(node)
-
     # statements
     def emit(self) -> list[str]:
         for st in self.sched.statements:
             if st.kind == "temp":
+                start = len(self.lines)
+                created = set(self.taken)
                 v = self.value(st.node, top=True)
                 if v.is_bool:
                     v = self.numeric(v)
                 if not v.stable:
                     v = Val(self.assign(self.d.clone(v.code), st.name), owned=True)
-                if v.code != st.name:
+                if v.owned and v.code not in created and re.fullmatch(r"[a-z]+\d+", v.code):
+                    self._rename(start, v.code, st.name)  # the fresh temporary takes the value's name
+                elif v.code != st.name:
                     self.line(f"{st.name} = {v.code}")
-                    self.taken.add(st.name)
+                self.taken.add(st.name)
                 self.bound[id(st.node)] = st.name
             elif st.kind == "write":
                 self.write(st.name, st.node)
@@ -182,12 +183,18 @@ class TorchEmitter:
                 self.line(self.d.copy(st.buffer, st.name))
         return self.lines
 
+    def _rename(self, start: int, old: str, new: str) -> None:
+        pattern = re.compile(rf"\b{re.escape(old)}\b")
+        self.lines[start:] = [pattern.sub(new, line) for line in self.lines[start:]]
+
     def is_scalar_state(self, name: str) -> bool:
         return name != "p" and self.rule.state(name).shape == "scalar"
 
     def write(self, buffer: str, node: Node) -> None:
         """Make ``buffer`` hold ``node``'s value, in place when the graph allows it."""
         if buffer != "p" and self.is_scalar_state(buffer):
+            if self.rule.state(buffer).on_host:
+                return  # host scalar states are stored with the host values (torch_backend.host_state_lines)
             v = self.value(node, top=True)
             self.line(f"{buffer}.copy_({v.code})")
             return
@@ -290,7 +297,33 @@ class TorchEmitter:
         elif through and node.op == "neg" and node.kind >= Kind.SCALAR:
             self._sum_terms(node.args[0], -sign, out, False)
         else:
-            out.append(self.product(node, sign))
+            term = self.product(node, sign)
+            inner = self._distributable(term)
+            out.extend(inner if inner is not None else [term])
+
+    def _distributable(self, term: Term) -> list[Term] | None:
+        """``c * (a + b) / d`` as ``c*a/d + c*b/d`` when c is a host number and every
+        piece then accumulates with one fused op (add_, addcmul_, addcdiv_) instead of
+        materializing the sum first; ``d`` is computed once."""
+        if len(term.num) != 1 or len(term.den) > 1 or not self._host_coef(term):
+            return None
+        (inner,) = term.num
+        if id(inner) in self.bound or inner.kind != Kind.TENSOR or inner.op not in ("add", "sub"):
+            return None
+        sub: list[Term] = []
+        self._sum_terms(inner, term.sign, sub, True)
+        if not all(self._host_coef(t) and not t.den and len(t.num) <= (1 if term.den else 2) for t in sub):
+            return None
+        if term.den and not any(t.num for t in sub):
+            return None
+        if term.den:
+            (den,) = term.den
+            if id(den) not in self.bound:
+                self.bound[id(den)] = self.tensor(den).code
+        for t in sub:
+            t.coef = term.coef if t.coef is None else (t.coef if term.coef is None else _times(term.coef, t.coef))
+            t.den = list(term.den)
+        return sub
 
     def product(self, node: Node, sign: int = 1) -> Term:
         term = Term(sign, None, [], [])
@@ -311,10 +344,10 @@ class TorchEmitter:
         elif through and node.op == "neg":
             term.sign = -term.sign
             self._product_factors(node.args[0], term, inverted, False)
-        elif node.kind <= Kind.SCALAR and term.coef is None and not inverted:
-            term.coef = node
-        elif node.kind <= Kind.SCALAR and term.coef is None and node.kind <= Kind.SHAPE:
-            term.coef = _reciprocal(node)
+        elif node.kind <= Kind.SCALAR:
+            # host numbers and per-tensor scalars fold into one coefficient: one multiply per element
+            factor = _reciprocal(node) if inverted else node
+            term.coef = factor if term.coef is None else _times(term.coef, factor)
         else:
             (term.den if inverted else term.num).append(node)
 
@@ -489,11 +522,45 @@ class TorchEmitter:
             return self.host_code(node)
         if node.op == "input":
             return node.name
-        if node.op in REDUCE:
-            args = [self.tensor(a).code for a in node.args]
-            return REDUCE[node.op].format(*args)
-        self.scalar_printer.names = {**self.bound, **{id(a): self.scalar(a) for a in node.args}}
-        return self.scalar_printer.expr(node)
+        o, a = node.op, node.args
+        if o in REDUCE:
+            return REDUCE[o].format(*(self.tensor(x).code for x in a))
+        if o in COMPARE_FN:
+            return f"{self.scalar_condition(node)}.to(dtype)"
+        if o == "where":
+            x, y = _wrap(self.scalar(a[1])), _wrap(self.scalar(a[2]))
+            if a[0].kind <= Kind.SHAPE:
+                return f"({x} if {self.host_condition(a[0])} else {y})"
+            return f"torch.where({self.scalar_condition(a[0])}, {x}, {y})"
+        if o in ("min", "max"):
+            hosts = [x for x in a if x.kind <= Kind.SHAPE]
+            if hosts:
+                device = next(x for x in a if x.kind == Kind.SCALAR)
+                side = "min" if o == "max" else "max"
+                return f"torch.clamp({self.scalar(device)}, {side}={self.host_code(hosts[0])})"
+            return f"torch.{'minimum' if o == 'min' else 'maximum'}({self.scalar(a[0])}, {self.scalar(a[1])})"
+        args = [_wrap(self.scalar(x)) for x in a]
+        symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
+        if o in symbols:
+            return f"{args[0]} {symbols[o]} {args[1]}"
+        if o == "neg":
+            return f"-{args[0]}"
+        if o == "square":
+            return f"{args[0]} * {args[0]}"
+        if o == "clamp":
+            return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+        if o == "lerp":
+            return f"{args[0]} + {args[2]} * ({args[1]} - {args[0]})"
+        if o in UNARY:
+            return f"torch.{UNARY[o]}({args[0]})"
+        raise AssertionError(f"no per-tensor scalar rule for {o}")  # pragma: no cover
+
+    def scalar_condition(self, node: Node) -> str:
+        """A per-tensor scalar as a 0-d bool tensor (comparisons stay comparisons)."""
+        if node.op in COMPARE_FN and id(node) not in self.bound:
+            left, right = (_wrap(self.scalar(x)) for x in node.args)
+            return f"({left} {COMPARE_SYMBOLS[node.op]} {right})"
+        return f"({_wrap(self.scalar(node))} != 0)"
 
     def atom(self, node: Node) -> Val:
         o = node.op
@@ -591,7 +658,8 @@ class TorchEmitter:
                 tensors.append(self.tensor(arg).code)
                 parts.append("{%d}" % (len(tensors) - 1))
             elif arg.kind == Kind.SCALAR:
-                parts.append(self.scalar(arg).replace("{", "{{").replace("}", "}}"))
+                text = self.scalar_condition(arg) if node.op == "where" and arg is node.args[0] else self.scalar(arg)
+                parts.append(_wrap(text).replace("{", "{{").replace("}", "}}"))
             else:
                 parts.append(self.host_code(arg).replace("{", "{{").replace("}", "}}"))
         o = node.op
@@ -614,6 +682,12 @@ class TorchEmitter:
         return Val(self.assign(self.d.each(template, tensors), "mask" if is_bool else "x"), owned=True, is_bool=is_bool)
 
 
+def _times(a: Node, b: Node) -> Node:
+    from ..ir.nodes import op
+
+    return op("mul", a, b)
+
+
 def _plain(t: Term) -> bool:
     """A term that is one tensor factor with no coefficient: ``x``."""
     return len(t.num) == 1 and not t.den and t.coef is None and t.sign > 0
@@ -623,6 +697,27 @@ def _is_square(node: Node) -> bool:
     if node.op == "square":
         return True
     return node.op == "pow" and node.args[1].op == "const" and node.args[1].attr == 2.0
+
+
+def _wrap(code: str) -> str:
+    """Parenthesize an expression unless it is a name, a number or a call."""
+    if _is_simple(code) or (code.endswith(")") and _balanced_call(code)):
+        return code
+    return f"({code})"
+
+
+def _balanced_call(code: str) -> bool:
+    """``f(...)`` or ``(...)`` spanning the whole text."""
+    depth = 0
+    start = code.find("(")
+    if start < 0 or not (start == 0 or code[:start].replace(".", "").replace("_", "").isalnum()):
+        return False
+    for i, ch in enumerate(code[start:], start):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i != len(code) - 1:
+            return False
+    return True
 
 
 def _is_simple(code: str) -> bool:

@@ -17,7 +17,9 @@ from ..ir.printer import expr_text
 from ..ir.schedule import schedule
 from . import triton_functions
 from .pyexpr import HELPERS, PyPrinter
-from .torch_backend import _environment, _shape_lines, beta_names, docstring_literal, template_context
+from .torch_backend import (
+    _environment, _shape_lines, beta_names, docstring_literal, host_state_lines, template_context,
+)
 from .torch_emit import REDUCE
 from .triton_emit import KernelEmitter
 from .triton_layout import Kernel, Layout, fresh
@@ -55,6 +57,7 @@ def render(rule: Rule, spec_hash: str) -> str:
         kernel_names=[k.name for k in kernels],
         fused_lines=fused,
         scalar_states=[s.name for s in rule.states if s.shape == "scalar"],
+        host_states=layout.host_states,
     )
     return _environment().get_template(TEMPLATE).render(**context)
 
@@ -123,10 +126,12 @@ class FusedLauncher:
                 self._torch_ops(kp.torch_before)
             self._launch(by_kernel[kp.index], kp)
         for j, (name, _) in enumerate(self.L.scalar_outputs):
-            self.out.append(
-                f"torch._foreach_copy_([state[\"{name}\"] for state in states], "
-                f"list({n['scalars_out']}[{j}].unbind(0)))"
-            )
+            copy = (f"torch._foreach_copy_([state[\"{name}\"] for state in states], "
+                    f"list({n['scalars_out']}[{j}].unbind(0)))")
+            if name in self.L.host_states:  # computed by the kernels only with capturable
+                self.out += ['if group["capturable"]:', "    " + copy]
+            else:
+                self.out.append(copy)
         return self.out
 
     # --- host values ---------------------------------------------------------------------
@@ -183,15 +188,18 @@ class FusedLauncher:
         return lines
 
     def _shape_table(self, printer: PyPrinter) -> list[str]:
+        """Per-tensor host values (and host scalar states, updated here as the torch code does)."""
         n = self.n
         shape_host = [(name, node) for name, node in self.rule.host if node.kind == Kind.SHAPE]
-        if not shape_host:
+        if not self.L.shape_columns:
             return [f"{n['shape_values']} = {n['tables']}.meta  # unused: no shape values"]
         used = {x.op for _, v in shape_host for x in postorder([v]) if x.op in ("numel", "rows", "cols", "ndim")}
-        lines = [f"{n['shape_rows']} = []", f"for p in params:"]
+        lines = [f"{n['shape_rows']} = []", "for p, state in zip(params, states):"]
+        lines += [f'    {s} = state["{s}"].item()' for s in self.L.host_states]
         lines += ["    " + line for line in _shape_lines(used)]
-        lines += [f"    {name} = {printer.expr(node)}" for name, node in shape_host]
-        lines.append(f"    {n['shape_rows']}.append(({', '.join(f'float({name})' for name, _ in shape_host)},))")
+        lines += ["    " + line for line in host_state_lines(self.rule, shape_host, printer)]
+        columns = ", ".join(f"float({name})" for name in self.L.shape_columns)
+        lines.append(f"    {n['shape_rows']}.append(({columns},))")
         lines.append(
             f"{n['shape_values']} = torch.tensor({n['shape_rows']}, dtype=torch.float32).T.contiguous().to({n['device']})"
         )

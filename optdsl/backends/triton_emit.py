@@ -66,7 +66,7 @@ class KernelEmitter:
         role, name = node.attr
         if role in (PARAM, GRAD) or (role == STATE and self.rule.state(name).shape == "tensor"):
             self.loads.add(name)
-        elif role == STATE:
+        elif role == STATE and name not in self.L.host_states:
             self.scalar_loads.add(name)
         else:
             self.host_used.add(name)
@@ -123,7 +123,8 @@ class KernelEmitter:
         out += self._scalar_args
         if self._uses_p_dtype:
             out.append("P_DTYPE")
-        if any(s in self.loads for s in self.L.tensor_states()) or self.kp.writes:
+        reads_states = any(s in self.loads or s in self._host_closure for s in self.L.tensor_states() + self.L.host_states)
+        if reads_states or self.kp.writes:
             out.append("S_DTYPE")
         if self._host_closure:
             out.append("CAPTURABLE")
@@ -208,7 +209,7 @@ class KernelEmitter:
         self._scalar_args = [h.name for h in self.rule.hypers if h.name in direct]
         self._scalar_args += ["t"] if "t" in direct else []
         self._scalar_args += [name for name, _ in self.rule.host if name in direct and name in group]
-        self._direct_shape_host = [name for name in self.L.shape_host if name in direct]
+        self._direct_shape_host = [name for name in self.L.shape_columns if name in direct]
         closure = set(direct)
         for name, node in reversed(self.rule.host):
             if name in closure:
@@ -227,6 +228,9 @@ class KernelEmitter:
         for i, h in enumerate(self.rule.hypers):
             if h.name in closure:
                 lines.append(f"    {h.name} = tl.load({n['hyper_values']} + {i})")
+        for name in self.L.host_states:
+            if name in closure:
+                lines.append(f"    {name} = tl.load({self._row_pointer(name, 'S_DTYPE')}).to(tl.float32)")
         for name, node in self.rule.host:
             if name in closure:
                 lines.append(f"    {name} = {self.printer.expr(node)}")
@@ -235,7 +239,7 @@ class KernelEmitter:
         if self._direct_shape_host:
             lines.append("else:")
             for name in self._direct_shape_host:
-                j = self.L.shape_host.index(name)
+                j = self.L.shape_columns.index(name)
                 lines.append(f"    {name} = tl.load({n['shape_values']} + {j} * {n['n_tensors']} + {n['tensor']})")
         return lines
 
@@ -298,10 +302,14 @@ class KernelEmitter:
         n = self.n
         lines = []
         mask = "" if self.kp.per_tensor else f", mask={n['start']} == 0"
+        host = []  # host scalar states: the host stores them, except with CAPTURABLE (host math in here)
         for name, node in self.kp.scalar_outputs:
             j = [s for s, _ in self.L.scalar_outputs].index(name)
             ptr = f"{n['scalars_out']} + {j} * {n['n_tensors']} + {n['tensor']}"
-            lines.append(f"tl.store({ptr}, {self._code(node)}{mask})")
+            line = f"tl.store({ptr}, {self._code(node)}{mask})"
+            (host if name in self.L.host_states else lines).append(line)
+        if host:
+            lines += ["if CAPTURABLE:"] + ["    " + line for line in host]
         return lines
 
     # --- the element loop --------------------------------------------------------------------

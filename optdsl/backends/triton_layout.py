@@ -43,7 +43,8 @@ class Layout:
     names: dict[str, str]  # internal role -> its name, clear of every spec name
     rows: dict[str, int]  # buffer -> its row in the pointer table ("step" included)
     pointers: dict[str, str]  # buffer -> the kernel variable holding its address
-    shape_host: list[str]  # SHAPE host values, in the order of the shape-value table
+    shape_columns: list[str]  # the shape-value table: SHAPE host values, then host scalar states (old values)
+    host_states: list[str]  # scalar states kept on the host (computed from host values only)
     scalar_outputs: list[tuple[str, Node]]  # changed scalar states, in the order of their output rows
     taken: set[str]
 
@@ -55,12 +56,13 @@ class Layout:
         buffers += [s.name for s in rule.states if s.shape == "scalar"] + ["step"]
         rows = {b: i for i, b in enumerate(buffers)}
         pointers = {b: fresh(f"{b}_ptr", taken) for b in buffers}
-        shape_host = [n for n, v in rule.host if v.kind == Kind.SHAPE]
+        host_states = [s.name for s in rule.states if getattr(s, "on_host", False)]
+        shape_columns = [n for n, v in rule.host if v.kind == Kind.SHAPE] + host_states
         scalar_outputs = [
             (name, node) for name, node in rule.outputs
             if name != "p" and rule.state(name).shape == "scalar" and not (node.op == "input" and node.name == name)
         ]
-        return cls(rule, names, rows, pointers, shape_host, scalar_outputs, taken)
+        return cls(rule, names, rows, pointers, shape_columns, host_states, scalar_outputs, taken)
 
     def tensor_states(self) -> list[str]:
         return [s.name for s in self.rule.states if s.shape == "tensor"]

@@ -131,6 +131,7 @@ class Assign:
     value: Expr
     span: Span = _span()
     target_span: Span = _span()
+    variant: str | None = field(default=None, compare=False)  # set when inlined from a variant
 
 
 @dataclass(frozen=True)

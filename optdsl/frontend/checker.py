@@ -19,25 +19,37 @@ from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES, reserved_reaso
 
 @dataclass
 class Checked:
-    """A spec that passed the checks, with its warnings."""
+    """A spec that passed the checks, with its warnings and the kind of each scalar state."""
 
     spec: ast.Spec
     warnings: list[Diagnostic] = field(default_factory=list)
+    scalar_kinds: dict[str, Kind] = field(default_factory=dict)
 
 
 def check(spec: ast.Spec) -> Checked:
-    """Check ``spec``; raise SpecError listing every error, else return its warnings."""
-    checker = _Checker(spec)
-    checker.run()
+    """Check ``spec``; raise SpecError listing every error, else return its warnings.
+
+    A scalar state is a host value (``SHAPE`` kind: a Python float per tensor)
+    unless an assignment gives it a device value (a reduction), which makes it a
+    per-tensor device scalar; the check reruns until those kinds settle.
+    """
+    scalar_kinds = {s.name: Kind.SHAPE for s in spec.states if s.shape == "scalar"}
+    while True:
+        checker = _Checker(spec, scalar_kinds)
+        checker.run()
+        if checker.scalar_kinds == scalar_kinds:
+            break
+        scalar_kinds = checker.scalar_kinds
     if checker.errors:
         errors = sorted(checker.errors, key=lambda d: (d.span.line, d.span.col))
         raise SpecError(errors, spec.source, checker.warnings)
-    return Checked(spec, checker.warnings)
+    return Checked(spec, checker.warnings, scalar_kinds)
 
 
 class _Checker:
-    def __init__(self, spec: ast.Spec):
+    def __init__(self, spec: ast.Spec, scalar_kinds: dict[str, Kind]):
         self.spec = spec
+        self.scalar_kinds = dict(scalar_kinds)
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.hypers: dict[str, ast.Hyper] = {}
@@ -93,8 +105,6 @@ class _Checker:
     def _declare(self) -> None:
         seen: dict[str, Span] = {}
         for item in self.spec.items:
-            if isinstance(item, ast.Use):
-                self.error(item.span, "variants ('use') are not supported in this version of optdsl")
             if not isinstance(item, (ast.Hyper, ast.State)):
                 continue
             name, span = item.name, item.name_span
@@ -155,6 +165,11 @@ class _Checker:
     def _check_assign(self, stmt: ast.Assign) -> None:
         target, span = stmt.target, stmt.target_span
         kind = self._kind(stmt.value, init=False)
+        if target == "g" and stmt.variant is not None:
+            if kind is not None and kind != Kind.TENSOR:
+                self.error(stmt.value.span, f"variant '{stmt.variant}' must assign g a tensor, but this is {kind.noun}")
+            self.locals["g"] = Kind.TENSOR
+            return
         if target in ("g", "t"):
             self.error(span, f"cannot assign '{target}': it is given" + (" (use a variant 'on g' to change the gradient)" if target == "g" else ""))
             return
@@ -179,6 +194,8 @@ class _Checker:
                 )
         elif target in self.states and kind == Kind.TENSOR:
             self.error(stmt.value.span, f"scalar state '{target}' cannot be assigned a tensor")
+        elif target in self.states and kind == Kind.SCALAR:
+            self.scalar_kinds[target] = Kind.SCALAR
         if target in self.states:
             self.state_writes.add(target)
         self.locals[target] = kind
@@ -223,7 +240,7 @@ class _Checker:
             return self.locals[name]
         if name in self.states:
             self.state_reads.add(name)
-            return Kind.TENSOR if self.states[name].shape == "tensor" else Kind.SCALAR
+            return Kind.TENSOR if self.states[name].shape == "tensor" else self.scalar_kinds[name]
         if name in GIVEN:
             return GIVEN[name]
         if name in self.hypers:

@@ -38,7 +38,11 @@ class Diagnostic:
     severity: str = "error"  # "error" | "warning"
     hint: str | None = None
 
-    def format(self, source: str | None) -> str:
+    def format(self, source: str | dict[str, str] | None) -> str:
+        """The diagnostic with its source line and a caret; ``source`` maps file -> text
+        when a spec spans several files (an optimizer and its variants)."""
+        if isinstance(source, dict):
+            source = source.get(self.span.file)
         head = f"{self.span.at()}: {self.severity}: {self.message}"
         lines = [head]
         snippet = _caret_snippet(self.span, source)
@@ -71,7 +75,7 @@ class SpecError(Exception):
     """One or more located problems in a spec (never a Python traceback)."""
 
     diagnostics: list[Diagnostic]
-    source: str | None = None
+    source: str | dict[str, str] | None = None  # the text, or file -> text
     warnings: list[Diagnostic] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -4,8 +4,8 @@ Equal for rules that differ only in names (locals, states, hypers), statement
 order or dead code: the hash covers the dataflow that reaches the new ``p``.
 States are identified by what they do, not what they are called: their labels
 are refined from their updates (as in Weisfeiler-Lehman graph hashing) until
-stable. Commutative operations hash their arguments' hashes sorted. It is a
-structural hash: ``m/sqrt(m*m)`` and ``sign(m)`` differ here (the search adds
+stable. Sums and products are flattened and their terms / factors sorted, so
+grouping and argument order do not matter. It is a structural hash: ``m/sqrt(m*m)`` and ``sign(m)`` differ here (the search adds
 a SymPy form and a numeric probe for those).
 """
 
@@ -38,12 +38,47 @@ def _node_hashes(roots: list[Node], rule: Rule, labels: dict[str, str]) -> dict[
                 out[id(node)] = out[id(host[name])]
             else:
                 out[id(node)] = _h("given", name)
+        elif node.op in ("add", "sub") or (node.op == "neg" and node.args[0].op in ("add", "sub")):
+            terms: list[tuple[int, Node]] = []
+            _signed_terms(node, 1, terms)
+            out[id(node)] = _h("sum", sorted((s, out[id(t)]) for s, t in terms))
+        elif node.op in ("mul", "div", "neg"):
+            num: list[Node] = []
+            den: list[Node] = []
+            sign = _factors(node, 1, num, den)
+            out[id(node)] = _h("product", sign, sorted(out[id(f)] for f in num), sorted(out[id(f)] for f in den))
         else:
             args = [out[id(a)] for a in node.args]
             if node.op in COMMUTATIVE:
                 args.sort()
             out[id(node)] = _h(node.op, *args)
     return out
+
+
+def _signed_terms(node: Node, sign: int, terms: list) -> None:
+    """Flatten a chain of + and - (so grouping and order of terms do not matter)."""
+    if node.op in ("add", "sub"):
+        _signed_terms(node.args[0], sign, terms)
+        _signed_terms(node.args[1], sign if node.op == "add" else -sign, terms)
+    elif node.op == "neg" and node.args[0].op in ("add", "sub"):
+        _signed_terms(node.args[0], -sign, terms)
+    else:
+        terms.append((sign, node))
+
+
+def _factors(node: Node, sign: int, num: list, den: list) -> int:
+    """Flatten a chain of *, / and unary - into numerator and denominator factors."""
+    if node.op == "mul":
+        for a in node.args:
+            sign = _factors(a, sign, num, den)
+        return sign
+    if node.op == "div":
+        sign = _factors(node.args[0], sign, num, den)
+        return _factors(node.args[1], sign, den, num)
+    if node.op == "neg":
+        return _factors(node.args[0], -sign, num, den)
+    num.append(node)
+    return sign
 
 
 def canonical_hash(rule: Rule) -> str:

@@ -26,9 +26,10 @@ def lower(checked: Checked, origin: str = "") -> Rule:
     init_env = dict(env)
     states = []
     for s in spec.states:
-        kind = Kind.TENSOR if s.shape == "tensor" else Kind.SCALAR
-        states.append(StateDecl(s.name, s.shape, _expr(s.init, init_env, hypers)))
-        env[s.name] = leaf(STATE, s.name, kind)
+        on_host = checked.scalar_kinds.get(s.name) == Kind.SHAPE
+        decl = StateDecl(s.name, s.shape, _expr(s.init, init_env, hypers), on_host)
+        states.append(decl)
+        env[s.name] = leaf(STATE, s.name, decl.kind)
     initial = dict(env)
     for stmt in spec.statements:
         node = _expr(stmt.value, env, hypers)
@@ -43,7 +44,7 @@ def lower(checked: Checked, origin: str = "") -> Rule:
         hypers=hypers,
         states=tuple(states),
         outputs=tuple(outputs),
-        source=spec.source or "",
+        source=spec.source if isinstance(spec.source, str) else "\n".join((spec.source or {}).values()),
         origin=origin,
     )
 

@@ -115,10 +115,13 @@ class StateDecl:
     name: str
     shape: str  # "tensor" | "scalar"
     init: Node
+    on_host: bool = False  # a scalar state computed from host values only: a Python float
 
     @property
     def kind(self) -> Kind:
-        return Kind.TENSOR if self.shape == "tensor" else Kind.SCALAR
+        if self.shape == "tensor":
+            return Kind.TENSOR
+        return Kind.SHAPE if self.on_host else Kind.SCALAR
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class Rule:
     origin: str = ""  # where the spec came from (a path or a built-in name)
     variants: tuple[str, ...] = ()
     hoisted: bool = False  # True once hoist_host_scalars has run: host math lives in `host`
+    notes: tuple[str, ...] = ()  # what passes want the user to know (e.g. a time bound hit)
 
     def output(self, name: str) -> Node | None:
         for n, node in self.outputs:

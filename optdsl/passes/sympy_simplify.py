@@ -26,8 +26,12 @@ from ..ir.fold import fold
 from ..ir.nodes import HYPER, STEP, Node, Rule, const, op, postorder, rebuild, use_counts
 from ..ir.ops import Kind
 
-DEFAULT_BUDGET_S = 0.5
-MAX_OPS_FOR_SIMPLIFY = 80
+# What is tried is fixed by the expression's size (so output never depends on machine
+# load); the time budget is only a safety net against a pathological expression, and a
+# rule whose simplification hit it says so in Rule.notes (`optdsl explain` prints them).
+DEFAULT_BUDGET_S = 10.0
+MAX_OPS_FOR_SIMPLIFY = 40
+MAX_OPS_FOR_REWRITES = 400
 
 _OPAQUE = ("lerp", "where", "clamp", "lt", "le", "gt", "ge", "eq", "ne", "sum", "mean", "norm", "rms",
            "amax", "amin", "dot", "rowsum", "rowmean", "rownorm", "rowrms", "rowmax", "colsum",
@@ -50,6 +54,7 @@ def simplify_with_sympy(rule: Rule, budget_s: float = DEFAULT_BUDGET_S) -> Rule:
     """Simplify every definition of ``rule``, spending at most about ``budget_s`` seconds."""
     deadline = time.perf_counter() + budget_s
     bridge = _Bridge(rule)
+    _TIMEOUTS.clear()
     roots = [n for _, n in rule.outputs]
     counts = use_counts(roots)
     done: dict[int, Node] = {}
@@ -61,7 +66,13 @@ def simplify_with_sympy(rule: Rule, budget_s: float = DEFAULT_BUDGET_S) -> Rule:
             new = bridge.simplify(new, deadline)
             bridge.define(new)
         done[id(node)] = new
-    return rule.with_(outputs=tuple((n, done[id(v)]) for n, v in rule.outputs))
+    notes = rule.notes
+    if _TIMEOUTS:
+        notes += (f"SymPy simplification hit its {budget_s:g} s time bound; the result may differ between runs",)
+    return rule.with_(outputs=tuple((n, done[id(v)]) for n, v in rule.outputs), notes=notes)
+
+
+_TIMEOUTS: list[str] = []
 
 
 def _fold_constants(node: Node) -> Node:
@@ -289,26 +300,31 @@ def _chain(name: str, nodes: list[Node]) -> Node | None:
 
 
 def _candidates(expr: sp.Expr, deadline: float):
-    """Rewrites worth comparing, cheapest first; stops when the budget is spent."""
-    cheap = (sp.factor_terms, sp.powsimp, sp.cancel)
-    for fn in cheap:
-        if time.perf_counter() >= deadline:
+    """Rewrites worth comparing, chosen by the expression's size alone."""
+    size = sp.count_ops(expr)
+    rewrites = [sp.factor_terms, sp.powsimp, sp.cancel] if size <= MAX_OPS_FOR_REWRITES else []
+    if size <= MAX_OPS_FOR_SIMPLIFY and _can_interrupt():
+        rewrites.append(sp.simplify)
+    for fn in rewrites:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0.005:
+            _TIMEOUTS.append(fn.__name__)
             return
-        try:
-            with _time_limit(deadline - time.perf_counter()):
-                yield fn(expr)
-        except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
-            continue
-    if sp.count_ops(expr) > MAX_OPS_FOR_SIMPLIFY or not _can_interrupt():
-        return
-    remaining = deadline - time.perf_counter()
-    if remaining <= 0.01:
-        return
+        result = _bounded(fn, expr, remaining)
+        if result is not None:
+            yield result  # outside the time limit: the alarm must never fire in the caller
+
+
+def _bounded(fn, expr: sp.Expr, seconds: float):
+    """``fn(expr)``, or None if it fails or runs out of time."""
     try:
-        with _time_limit(remaining):
-            yield sp.simplify(expr)
-    except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
-        return
+        with _time_limit(seconds):
+            return fn(expr)
+    except _Timeout:
+        _TIMEOUTS.append(fn.__name__)
+        return None
+    except (sp.PolynomialError, TypeError, ValueError, RecursionError, AttributeError):
+        return None
 
 
 def _can_interrupt() -> bool:

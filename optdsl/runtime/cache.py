@@ -37,6 +37,7 @@ def compiler_fingerprint() -> str:
     """A hash of everything that shapes generated code: optdsl's sources, templates, grammar."""
     h = hashlib.sha256(__version__.encode())
     files = sorted(_PACKAGE.rglob("*.py")) + sorted(resources.template_dir().glob("*.j2"))
+    files += sorted(resources.specs_dir().rglob("*.opt"))  # `use` and --variant read built-in variants
     files.append(resources.grammar_path())
     for f in files:
         if "runtime" in f.parts and f.parent.name == "runtime":
