@@ -7,7 +7,8 @@ with it. Tolerances:
 
 * fp32: every element within 1e-6 of its tensor's scale. Rules that take a
   sign (Lion) may flip where the argument is within rounding of zero: such
-  elements are counted and at most 0.2% of them (and 3 in all) may differ.
+  elements are counted and at most 0.2% of them (and 3 in all) may differ; the
+  same for rules that compare tensors (Cautious' mask, OrthoGrad's threshold).
 * bf16 parameters with fp32 states: both backends compute in fp32 and round
   to nearest-even, so they agree within one bf16 ulp (2^-8 relative) per step
   of disagreement; we allow 4 ulps of the scale, as the torch-vs-reference tests do.
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 import optdsl
-from triton_harness import Case, load_pair, relative_errors, run_both, two_groups, uses_sign
+from triton_harness import Case, has_jumps, load_pair, relative_errors, run_both, two_groups
 
 STEPS = 20
 FP32_TOL = 1e-6
@@ -43,8 +44,17 @@ def builtin_case(name: str) -> Case:
     return Case(name, first, second)
 
 
-# Append cases here (a spec name or path, hypers, extra optdsl.load keywords) as variants land.
-EXTRA_CASES: list[Case] = []
+def variant_case(spec: str, *variants: str, **second) -> Case:
+    base = builtin_case(spec)
+    return Case(spec, base.first, {**base.second, **second}, {"variants": variants})
+
+
+# More cases: a spec name or path, hypers, extra optdsl.load keywords (variants).
+EXTRA_CASES: list[Case] = [variant_case("adamw", v) for v in optdsl.builtin_variants()] + [
+    variant_case("adamw", "cautious", cautious_norm="timm"),
+    variant_case("lion", "orthograd", "cautious"),
+    variant_case("sgd", "adaptive_braking"),
+]
 CASES = [builtin_case(name) for name in optdsl.builtin_specs()] + EXTRA_CASES
 
 
@@ -61,7 +71,7 @@ def _run(case: Case, dtype: torch.dtype, **options):
 def assert_fp32_close(case: Case, ours, ref) -> None:
     errors = relative_errors(ours, ref)
     off = int((errors > FP32_TOL).sum())
-    if uses_sign(case.spec):
+    if has_jumps(case):
         allowed = max(3, int(0.002 * errors.numel()))
         assert off <= allowed, f"{case.id}: {off} of {errors.numel()} elements off (sign flips allowed: {allowed})"
     else:

@@ -17,6 +17,7 @@ import torch
 import optdsl
 from optdsl.compiler import lower, optimize, resolve
 from optdsl.ir.nodes import postorder
+from optdsl.ir.ops import Kind
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SHAPES = [(1,), (7,), (1023,), (4097,), (64, 33), (3, 5, 7)]
@@ -42,10 +43,12 @@ def load_pair(case: Case):
     return optdsl.load(case.spec, backend="triton", **case.load), optdsl.load(case.spec, **case.load)
 
 
-def uses_sign(spec: str) -> bool:
-    """Whether the rule takes a sign: its output jumps where the argument is within rounding of 0."""
-    rule = optimize(lower(resolve(spec))[0])
-    return any(n.op == "sign" for n in postorder(rule.roots()))
+def has_jumps(case: Case) -> bool:
+    """Whether the rule is discontinuous in per-element values (a sign, or a comparison of tensors
+    or per-tensor scalars): it jumps where the argument is within rounding of the threshold."""
+    rule = optimize(lower(resolve(case.spec), tuple(case.load.get("variants", ())))[0])
+    jumps = {"sign", "lt", "le", "gt", "ge", "eq", "ne"}
+    return any(n.op in jumps and n.kind >= Kind.SCALAR for n in postorder(rule.roots()))
 
 
 def make_params(shapes=SHAPES, dtype=torch.float32, device=DEVICE, seed: int = 0) -> list[torch.Tensor]:
