@@ -61,10 +61,25 @@ o = (m @ transpose(m)) @ g
 p = p - lr * (r * 0.1 + c * 0.1 + 0.01 * o / (norm(o) + 1))
 '''
 
+# states that swap (a write waits for a read: computed into a temporary, copied at the end) and a
+# scalar state that needs a reduction of the new p (written by a per-tensor epilogue kernel)
+SCHEDULING = '''optimizer Scheduling
+hyper lr = 1e-2 in [0, inf)
+state x = zeros
+state y = ones
+state pnorm: scalar = 0
+old = x
+x = y * 0.5 + g
+y = old + g
+p = p - lr * (x - y) / (1 + pnorm)
+pnorm = norm(p)
+'''
+
 SPECS = {
     "elementwise": (ELEMENTWISE, [(1,), (7,), (1023,), (64, 33)]),
     "reductions": (REDUCTIONS, [(1,), (7,), (1100,), (64, 33), (3, 5, 7)]),
     "axes": (AXES, [(8, 8), (5, 5), (3, 6, 6)]),
+    "scheduling": (SCHEDULING, [(1,), (7,), (1100,), (64, 33)]),
 }
 
 

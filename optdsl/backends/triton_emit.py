@@ -378,8 +378,8 @@ class KernelEmitter:
         emit = [False] * len(statements)
         for i in range(len(statements) - 1, -1, -1):
             st = statements[i]
-            if st.kind == "copy":
-                emit[i] = kp.writes
+            if st.kind == "copy":  # a deferred write; scalar states are written from their node
+                emit[i] = kp.writes and (st.buffer == "p" or st.buffer in self.L.tensor_states())
             elif st.node.kind == Kind.TENSOR and ((kp.writes and st.kind == "write") or id(st.node) in needed):
                 emit[i] = True
                 needed |= self._tensor_deps(st.node, True, torch_used)
