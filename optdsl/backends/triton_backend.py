@@ -124,7 +124,7 @@ class FusedLauncher:
         for kp in self.plan.kernels:
             if kp.torch_before:
                 self._torch_ops(kp.torch_before)
-            self._launch(by_kernel[kp.index], kp)
+            self._launch(by_kernel[kp.index])
         for j, (name, _) in enumerate(self.L.scalar_outputs):
             copy = (f"torch._foreach_copy_([state[\"{name}\"] for state in states], "
                     f"list({n['scalars_out']}[{j}].unbind(0)))")
@@ -242,7 +242,7 @@ class FusedLauncher:
             return f"{name}={self.constexprs[name]}"
         return f"{name}={by_role.get(name, name)}"
 
-    def _launch(self, kernel: Kernel, kp: KernelPlan) -> None:
+    def _launch(self, kernel: Kernel) -> None:
         grid = f"({self.n['tables']}.n,)" if kernel.per_tensor else f"({self.n['tables']}.n_chunks,)"
         self.out.append(f"{kernel.name}[{grid}](")
         args = [self._argument(p) for p in kernel.params]
