@@ -16,7 +16,7 @@ from optdsl.ir.printer import rule_text
 
 SPECS = optdsl.builtin_specs()
 # the only compile-time kernel parameters: dtypes, mode flags and the block-size rule
-ALLOWED_CONSTEXPRS = {"P_DTYPE", "S_DTYPE", "DTYPE", "CAPTURABLE", "STOCHASTIC_ROUNDING", "BLOCK", "CHUNK"}
+ALLOWED_CONSTEXPRS = {"P_DTYPE", "S_DTYPE", "DTYPE", "CAPTURABLE", "STOCHASTIC_ROUNDING", "ALIGNED", "BLOCK", "CHUNK"}
 
 
 def _jit_functions(tree: ast.Module) -> list[ast.FunctionDef]:

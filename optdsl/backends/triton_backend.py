@@ -227,6 +227,7 @@ class FusedLauncher:
             "S_DTYPE": f"_TL_DTYPES[{state_dtype}]",
             "CAPTURABLE": 'bool(group["capturable"])',
             "STOCHASTIC_ROUNDING": 'bool(group["stochastic_rounding"])',
+            "ALIGNED": f"{n['tables']}.aligned",
             "BLOCK": "_BLOCK",
             "CHUNK": "_CHUNK",
         }

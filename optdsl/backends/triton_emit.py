@@ -131,7 +131,7 @@ class KernelEmitter:
         if self.kp.writes:
             out.append("STOCHASTIC_ROUNDING")
         if not self.kp.per_tensor:
-            out += ["BLOCK", "CHUNK"]
+            out += ["ALIGNED", "BLOCK", "CHUNK"]
         return [p + ": tl.constexpr" if p.isupper() else p for p in out]
 
     def _header(self) -> list[str]:
@@ -143,7 +143,8 @@ class KernelEmitter:
             lines += [
                 f"{n['chunk']} = tl.program_id(0)",
                 f"{n['tensor']} = tl.load({n['chunks']} + 2 * {n['chunk']})",
-                f"{n['start']} = tl.load({n['chunks']} + 2 * {n['chunk']} + 1)",
+                # chunks start at multiples of CHUNK: with aligned buffers, loads vectorize
+                f"{n['start']} = tl.multiple_of(tl.load({n['chunks']} + 2 * {n['chunk']} + 1), CHUNK)",
             ]
         meta = f"{n['meta']} + {META_WIDTH} * {n['tensor']}"
         if not self.kp.per_tensor or "numel" in self.shapes_used:
@@ -160,7 +161,7 @@ class KernelEmitter:
         for buffer in ["p", "g"] + self.L.tensor_states():
             if buffer in self.loads or (self.kp.writes and self._writes_buffer(buffer)):
                 dtype = "P_DTYPE" if buffer in ("p", "g") else "S_DTYPE"
-                lines.append(f"{self.L.pointers[buffer]} = {self._row_pointer(buffer, dtype)}")
+                lines.append(f"{self.L.pointers[buffer]} = {self._row_pointer(buffer, dtype, aligned=True)}")
         for s in self.rule.states:
             if s.name in self.scalar_loads:
                 lines.append(f"{s.name} = tl.load({self._row_pointer(s.name, 'tl.float32')})")
@@ -170,10 +171,15 @@ class KernelEmitter:
     def _uses_p_dtype(self) -> bool:
         return "p" in self.loads or "g" in self.loads or self.kp.writes
 
-    def _row_pointer(self, buffer: str, dtype: str) -> str:
+    def _row_pointer(self, buffer: str, dtype: str, aligned: bool = False) -> str:
+        """The address of ``buffer`` for this program's tensor; ``aligned``: 16-byte aligned when ALIGNED
+        (every address of the bucket is, checked on the host), so loads and stores can be vectorized."""
         n = self.n
         row = self.L.rows[buffer]
-        return f"tl.load({n['ptrs']} + {row} * {n['n_tensors']} + {n['tensor']}).to(tl.pointer_type({dtype}))"
+        address = f"tl.load({n['ptrs']} + {row} * {n['n_tensors']} + {n['tensor']})"
+        if aligned:
+            address = f"tl.multiple_of({address}, 16 if ALIGNED else 1)"
+        return f"{address}.to(tl.pointer_type({dtype}))"
 
     def _writes_buffer(self, name: str) -> bool:
         node = self.rule.output(name)
