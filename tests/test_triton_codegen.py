@@ -112,3 +112,22 @@ def test_cli_compiles_with_the_triton_backend(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "optdsl", "compile", "adamw", "--backend", "cuda", "-o", "-"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown backend" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["tl", "triton", "stochastic_rounding", "rounding_seed"])
+def test_names_the_triton_module_uses_are_reserved(name):
+    """A hyper called tl would shadow triton.language inside the kernels."""
+    with pytest.raises(optdsl.SpecError, match="used by the generated optimizer"):
+        optdsl.compile_spec(source=f"optimizer X\nhyper {name} = 1\np = p - {name} * g\n", backend="triton")
+
+
+def test_spec_names_that_match_kernel_locals_are_renamed_around():
+    """Hypers and states named like the kernels' own locals (mask, meta, offs, ...) still work."""
+    source = ("optimizer Clash\nhyper mask = 0.1\nhyper meta = 0.9\nstate offs = zeros\n"
+              "offs = meta * offs + g\np = p - mask * offs\n")
+    tri = optdsl.load(source=source, backend="triton")
+    ref = optdsl.load(source=source)
+    from triton_harness import relative_errors, run_both
+
+    ours, theirs = run_both(lambda ps: tri(ps), lambda ps: ref(ps), steps=3)
+    assert relative_errors(ours, theirs).max().item() <= 1e-6
