@@ -16,7 +16,7 @@ import typer
 
 import optdsl
 from optdsl import api
-from optdsl.compiler import SpecNotFound
+from optdsl.compiler import SpecNotFound, resolve_backend
 
 app = typer.Typer(
     name="optdsl",
@@ -45,10 +45,16 @@ def compile_command(
         None, "-o", "--output", help="file to write (default: ./<spec>.py; '-' for stdout); a folder with --all"
     ),
     all_specs: bool = typer.Option(False, "--all", help="compile every built-in spec into the folder given by -o"),
-    backend: str = typer.Option("torch", "--backend", help="code generator: torch"),
+    backend: str = typer.Option(
+        "torch", "--backend", help="code generator: torch, triton (fused kernels) or auto (triton where installed)"
+    ),
     variant: list[str] = typer.Option([], "--variant", "-V", help=VARIANT_HELP),
 ) -> None:
     """Compile a spec into a self-contained torch.optim.Optimizer module."""
+    try:
+        backend = resolve_backend(backend)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--backend") from None
     if all_specs:
         if spec is not None or output is None:
             raise typer.BadParameter("--all takes no SPEC and needs -o FOLDER")

@@ -147,13 +147,29 @@ class Compiled:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+def resolve_backend(backend: str) -> str:
+    """``torch`` or ``triton``; ``auto`` is triton where it is installed (its module runs the
+    torch code for tensors the kernels cannot take), else torch."""
+    from .backends import BACKENDS
+
+    if backend == "auto":
+        import importlib.util
+
+        return "triton" if importlib.util.find_spec("triton") is not None else "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)}, auto)")
+    return backend
+
+
 def compile_source(src: SpecSource, backend: str = "torch", variants: tuple[str, ...] = ()) -> Compiled:
     """The optimizer module for ``src`` (with ``variants`` applied in order) as Python source."""
-    if backend != "torch":
-        raise ValueError(f"unknown backend {backend!r} (available: torch)")
+    backend = resolve_backend(backend)
     rule, warnings = lower(src, tuple(variants))
     rule = optimize(rule)
-    from .backends.torch_backend import render
+    if backend == "triton":
+        from .backends.triton_backend import render
+    else:
+        from .backends.torch_backend import render
 
     code = render(rule, source_hash(src.text + "".join(resolve_variant(v).text for v in variants)))
     return Compiled(code, rule, rule.name, warnings)

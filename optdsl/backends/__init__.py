@@ -1,3 +1,3 @@
 """Backends: IR -> Python source. Each is a template plus the printer of what differs."""
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "triton")
