@@ -418,16 +418,18 @@ class TorchEmitter:
 
     def materialize(self, t: Term) -> Val:
         """A fresh tensor holding the term's value (sign and coefficient included)."""
+        t.num.sort(key=lambda n: not self.full(n))  # a full-shaped factor first: the rest fit in place
         nums = [self.tensor(n) for n in t.num]
         dens = list(t.den)
         coef = t.coef
         sign = t.sign
+        in_place = bool(t.num) and self.full(t.num[0])
         if not nums:
             d = self.tensor(dens.pop(0))
             acc = self.take(d, lambda src: self.d.call("reciprocal", src), "reciprocal")
         else:
             first = nums.pop(0)
-            if first.owned:
+            if first.owned and in_place:
                 acc = first.code
             elif nums:
                 acc = self.assign(self.d.call("mul", first.code, nums.pop(0).code))
@@ -439,14 +441,31 @@ class TorchEmitter:
             else:
                 acc = self.assign(self.d.clone(first.code))
         for v in nums:
-            self.line(self.d.inplace("mul", acc, v.code))
+            self._combine(acc, "mul", v.code, in_place)
         for n in dens:
-            self.line(self.d.inplace("div", acc, self.tensor(n).code))
+            self._combine(acc, "div", self.tensor(n).code, in_place)
         if coef is not None:
             self.line(self.d.inplace("mul", acc, self.coef_code(coef, sign)))
         elif sign < 0:
             self.line(self.d.inplace("neg", acc))
         return Val(acc, owned=True)
+
+    def _combine(self, acc: str, fn: str, other: str, in_place: bool) -> None:
+        """acc = fn(acc, other): in place when acc already has the full shape, else
+        out of place, since broadcasting may make the result larger than acc."""
+        if in_place:
+            self.line(self.d.inplace(fn, acc, other))
+        else:
+            self.line(f"{acc} = {self.d.call(fn, acc, other)}")
+
+    def full(self, node: Node) -> bool:
+        """Whether a tensor value certainly has the parameter's shape (axis reductions and
+        matrix products may not)."""
+        if node.op == "input":
+            return node.kind == Kind.TENSOR
+        if node.kind != Kind.TENSOR or node.op in REDUCE:
+            return False
+        return any(self.full(a) for a in node.args if a.kind == Kind.TENSOR)
 
     def take(self, v: Val, out_of_place, fn: str, *args: str) -> str:
         """Apply ``fn`` to ``v``: in place when ``v`` is ours, else into a new variable."""
@@ -457,9 +476,10 @@ class TorchEmitter:
 
     def sum_value(self, node: Node) -> Val:
         terms = self.terms(node)
-        first = next((i for i, t in enumerate(terms) if t.num and t.sign > 0), None)
+        full = [i for i, t in enumerate(terms) if any(self.full(n) for n in t.num + t.den)]
+        first = next((i for i in full if terms[i].num and terms[i].sign > 0), full[0] if full else None)
         if first is None:
-            first = next(i for i, t in enumerate(terms) if t.num or t.den)
+            return self._sum_out_of_place(terms)
         head = terms.pop(first)
         pair = next((i for i, t in enumerate(terms) if len(t.num) == 1 and not t.den and self._host_coef(t)), None)
         if _plain(head) and pair is not None:
@@ -477,6 +497,17 @@ class TorchEmitter:
         for t in terms:
             self.accumulate(base.code, t)
         return base
+
+    def _sum_out_of_place(self, terms: list[Term]) -> Val:
+        """A sum of reduced-shape terms ((R,1) + (1,C) broadcasts to (R,C)): no in-place adds."""
+        acc = self.materialize(terms[0]).code
+        for t in terms[1:]:
+            if not t.num and not t.den:
+                self.line(f"{acc} = {self.d.call('add', acc, self.coef_code(t.coef, t.sign))}")
+                continue
+            v = self.materialize(t)
+            self.line(f"{acc} = {self.d.call('add', acc, v.code)}")
+        return Val(acc, owned=True)
 
     # values
     def value(self, node: Node, top: bool = False) -> Val:

@@ -80,7 +80,8 @@ DSL_KEYWORDS = frozenset(
 GENERATED_NAMES = frozenset(
     """self torch math params param_groups defaults group groups state states closure loss
     maximize foreach state_dtype betas step steps grads bucket buckets kwargs args cls
-    differentiable capturable fused tl triton stochastic_rounding rounding_seed""".split()
+    differentiable capturable fused tl triton stochastic_rounding rounding_seed
+    dtype param grad key index value saved ids""".split()
 )
 
 MAX_NAME_LENGTH = 64
