@@ -565,6 +565,10 @@ class TorchEmitter:
     def atom(self, node: Node) -> Val:
         o = node.op
         a = node.args
+        if o == "randn":  # state initializers only, which are emitted per tensor
+            if self.d.foreach:  # pragma: no cover - the IR verifier keeps randn out of updates
+                raise AssertionError("randn outside a state initializer")
+            return Val(self.assign("torch.randn_like(param, dtype=dtype, memory_format=torch.preserve_format)"), owned=True)
         if o in UNARY:
             x = self.tensor(a[0])
             return Val(self.take(x, lambda src: self.d.call(UNARY[o], src), UNARY[o]), owned=True)
