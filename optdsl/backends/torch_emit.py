@@ -285,34 +285,46 @@ class TorchEmitter:
 
     # sums and products
     def terms(self, node: Node) -> list[Term]:
+        whole: list[Term] = []
+        self._sum_terms(node, 1, whole, True, None)  # without distribution: the sum's own terms
+        alone = {id(t.num[0]) for t in whole if len(t.num) == 1 and not t.den}
         out: list[Term] = []
-        self._sum_terms(node, 1, out, True)
+        self._sum_terms(node, 1, out, True, alone)
         return out
 
-    def _sum_terms(self, node: Node, sign: int, out: list[Term], top: bool) -> None:
+    def _sum_terms(self, node: Node, sign: int, out: list[Term], top: bool, alone: set[int] | None) -> None:
+        """Flatten a sum into ``out``; ``alone`` (None: never distribute) as in _distributable."""
         through = top or id(node) not in self.bound
         if through and node.op in ("add", "sub") and node.kind >= Kind.SCALAR:
-            self._sum_terms(node.args[0], sign, out, False)
-            self._sum_terms(node.args[1], sign if node.op == "add" else -sign, out, False)
+            self._sum_terms(node.args[0], sign, out, False, alone)
+            self._sum_terms(node.args[1], sign if node.op == "add" else -sign, out, False, alone)
         elif through and node.op == "neg" and node.kind >= Kind.SCALAR:
-            self._sum_terms(node.args[0], -sign, out, False)
+            self._sum_terms(node.args[0], -sign, out, False, alone)
         else:
             term = self.product(node, sign)
-            inner = self._distributable(term)
+            inner = self._distributable(term, alone) if alone is not None else None
             out.extend(inner if inner is not None else [term])
 
-    def _distributable(self, term: Term) -> list[Term] | None:
+    def _distributable(self, term: Term, alone: set[int]) -> list[Term] | None:
         """``c * (a + b) / d`` as ``c*a/d + c*b/d`` when c is a host number and every
         piece then accumulates with one fused op (add_, addcmul_, addcdiv_) instead of
-        materializing the sum first; ``d`` is computed once."""
+        materializing the sum first; ``d`` is computed once.
+
+        Not when a piece is a multiple of a tensor that is itself a term of the outer sum
+        (``alone``), as the decay in ``p - lr * (wd * p + u)``: split off, that piece is a
+        nearly constant increment of its own, and rounding it alone every step drifts the
+        same way step after step; formed inside the sum first, as the references do, its
+        rounding is noise."""
         if len(term.num) != 1 or len(term.den) > 1 or not self._host_coef(term):
             return None
         (inner,) = term.num
         if id(inner) in self.bound or inner.kind != Kind.TENSOR or inner.op not in ("add", "sub"):
             return None
         sub: list[Term] = []
-        self._sum_terms(inner, term.sign, sub, True)
+        self._sum_terms(inner, term.sign, sub, True, alone)
         if not all(self._host_coef(t) and not t.den and len(t.num) <= (1 if term.den else 2) for t in sub):
+            return None
+        if any(len(t.num) == 1 and id(t.num[0]) in alone for t in sub):
             return None
         if term.den and not any(t.num for t in sub):
             return None
@@ -596,6 +608,10 @@ class TorchEmitter:
     def atom(self, node: Node) -> Val:
         o = node.op
         a = node.args
+        if o == "randn":  # state initializers only, which are emitted per tensor
+            if self.d.foreach:  # pragma: no cover - the IR verifier keeps randn out of updates
+                raise AssertionError("randn outside a state initializer")
+            return Val(self.assign("torch.randn_like(param, dtype=dtype, memory_format=torch.preserve_format)"), owned=True)
         if o in UNARY:
             x = self.tensor(a[0])
             return Val(self.take(x, lambda src: self.d.call(UNARY[o], src), UNARY[o]), owned=True)
@@ -667,6 +683,9 @@ class TorchEmitter:
                 v = self.value(arg)
                 if v.is_bool:
                     v = self.numeric(v)
+                if v.host:  # a number beside a tensor branch: a tensor like g, so both sides are tensors
+                    number = v.code.replace("{", "{{").replace("}", "}}")
+                    v = Val(self.assign(self.d.each(f"torch.full_like({{0}}, {number})", ["g"])), owned=True)
                 self.line(f"{name} = {v.code}")
                 results.append(v)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..ir.ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
 from . import ast
 from .errors import Diagnostic, Span, SpecError
-from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES, reserved_reason
+from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, SHAPE_NAMES, reserved_reason
 
 
 @dataclass
@@ -311,6 +311,13 @@ class _Checker:
                 self._kind(a, init)
             return None
         kinds = [self._kind(a, init) for a in expr.args]
+        if expr.func in INIT_FUNCTIONS and not init:
+            self.error(
+                expr.func_span,
+                f"{expr.func}() is only allowed in a state initializer: it draws once, when the state is created",
+                hint=f"state x = {expr.func}() * scale",
+            )
+            return None
         op = table.get(len(expr.args))
         if op is None:
             counts = " or ".join(str(n) for n in sorted(table))

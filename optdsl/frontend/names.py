@@ -22,6 +22,9 @@ SHAPE_NAMES = ("numel", "rows", "cols", "ndim")
 # Names only a state initializer may use.
 INIT_CONSTANTS = {"zeros": 0.0, "ones": 1.0}
 
+# Functions only a state initializer may call: random draws, made once per parameter.
+INIT_FUNCTIONS = frozenset({"randn"})
+
 # DSL function name -> {number of arguments: IR op}.
 FUNCTIONS: dict[str, dict[int, str]] = {
     **{f: {1: f} for f in "abs sign sqrt rsqrt exp log tanh cosh square".split()},
@@ -37,6 +40,7 @@ FUNCTIONS: dict[str, dict[int, str]] = {
         for f in "rowsum rowmean rownorm rowrms rowmax colsum colmean colnorm colrms colmax".split()
     },
     "transpose": {1: "transpose"},
+    "randn": {0: "randn"},
 }
 
 FUNCTION_DOCS: dict[str, str] = {
@@ -70,6 +74,7 @@ FUNCTION_DOCS: dict[str, str] = {
     "colrms": "RMS along the second-to-last dimension",
     "colmax": "max along the second-to-last dimension",
     "transpose": "swap the last two dimensions",
+    "randn": "randn(): a standard normal draw per element (state initializers only; torch's global RNG)",
 }
 
 DSL_KEYWORDS = frozenset(

@@ -2,7 +2,8 @@
 
 Used by the pass tests (a pass must not change what a rule computes) and by
 the search's numeric probe. Slow and simple on purpose:
-one torch op per node, float64 by default.
+one torch op per node, float64 by default. ``randn()`` draws from torch's
+global RNG, in the parameter's dtype.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def evaluate_graph(roots: list[Node], env: dict[tuple[str, str], object], p: tor
             values[id(node)] = node.attr
         elif node.op == "input":
             values[id(node)] = env[node.attr]
+        elif node.op == "randn":
+            values[id(node)] = torch.randn(p.shape, dtype=p.dtype, device=p.device)
         elif not node.args:
             values[id(node)] = shapes[node.op]
         elif node.op in ("eq", "ne") and any(isinstance(values[id(a)], str) for a in node.args):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..frontend import ast
 from ..frontend.checker import Checked
 from ..frontend.names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES
-from .nodes import GRAD, HYPER, PARAM, STATE, STEP, HyperDecl, Node, Rule, StateDecl, const, leaf, op, shape_scalar
+from .nodes import GRAD, HYPER, PARAM, STATE, STEP, HyperDecl, Node, Rule, StateDecl, const, leaf, op, random_normal, shape_scalar
 from .ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind
 
 _ROLES = {"p": PARAM, "g": GRAD, "t": STEP}
@@ -24,15 +24,16 @@ def lower(checked: Checked, origin: str = "") -> Rule:
     for h in hypers:
         env[h.name] = leaf(HYPER, h.name, Kind.GROUP)
     init_env = dict(env)
+    draws: list[Node] = []  # randn() calls so far: each is its own draw
     states = []
     for s in spec.states:
         on_host = checked.scalar_kinds.get(s.name) == Kind.SHAPE
-        decl = StateDecl(s.name, s.shape, _expr(s.init, init_env, hypers), on_host)
+        decl = StateDecl(s.name, s.shape, _expr(s.init, init_env, hypers, draws), on_host)
         states.append(decl)
         env[s.name] = leaf(STATE, s.name, decl.kind)
     initial = dict(env)
     for stmt in spec.statements:
-        node = _expr(stmt.value, env, hypers)
+        node = _expr(stmt.value, env, hypers, draws)
         if node.hint is None and node.op not in ("input", "const"):
             node.hint = stmt.target
         env[stmt.target] = node
@@ -60,7 +61,7 @@ def _hyper_decl(h: ast.Hyper) -> HyperDecl:
     return HyperDecl(h.name, "float", h.default.value, d.low, d.high, d.low_closed, d.high_closed)
 
 
-def _expr(e: ast.Expr, env: dict[str, Node], hypers) -> Node:
+def _expr(e: ast.Expr, env: dict[str, Node], hypers, draws: list[Node]) -> Node:
     if isinstance(e, ast.Num):
         return const(e.value)
     if isinstance(e, ast.Bool):
@@ -76,11 +77,14 @@ def _expr(e: ast.Expr, env: dict[str, Node], hypers) -> Node:
             return const(INIT_CONSTANTS[e.id])
         raise AssertionError(f"unchecked name {e.id!r}")  # pragma: no cover
     if isinstance(e, ast.Unary):
-        return op("neg", _expr(e.operand, env, hypers))
+        return op("neg", _expr(e.operand, env, hypers, draws))
     if isinstance(e, ast.Binary):
         name = SYMBOL_COMPARES.get(e.op) or SYMBOL_ARITH[e.op]
-        return op(name, _expr(e.left, env, hypers), _expr(e.right, env, hypers))
+        return op(name, _expr(e.left, env, hypers, draws), _expr(e.right, env, hypers, draws))
     if isinstance(e, ast.Call):
         name = FUNCTIONS[e.func][len(e.args)]
-        return op(name, *(_expr(a, env, hypers) for a in e.args))
+        if name == "randn":
+            draws.append(random_normal(len(draws)))
+            return draws[-1]
+        return op(name, *(_expr(a, env, hypers, draws) for a in e.args))
     raise AssertionError(e)  # pragma: no cover

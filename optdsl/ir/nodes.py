@@ -71,6 +71,12 @@ def shape_scalar(name: str) -> Node:
     return Node(name, (), None, Kind.SHAPE)
 
 
+def random_normal(index: int) -> Node:
+    """A standard normal draw per element; ``index`` (the rule's n-th randn() call) is its
+    identity: two calls are two independent draws, so CSE must never merge them."""
+    return Node("randn", (), ("randn", index), Kind.TENSOR)
+
+
 def rebuild(node: Node, args: tuple[Node, ...]) -> Node:
     """``node`` with new arguments (same op, attr and hint)."""
     if node.op in ("const", "input") or not OPS[node.op].arity:

@@ -73,6 +73,7 @@ OPS: dict[str, OpSpec] = {
     **_ops("shape", 0, "numel rows cols ndim", "shape scalar of the parameter"),
     **_ops("matrix", 2, "matmul", "matrix product over the last two dimensions"),
     **_ops("matrix", 1, "transpose", "swap the last two dimensions"),
+    **_ops("random", 0, "randn", "a standard normal draw per element (state initializers only)"),
 }
 
 GROUPS: dict[str, tuple[str, ...]] = {}
@@ -112,4 +113,6 @@ def result_kind(op: str, arg_kinds: tuple[Kind, ...]) -> Kind:
         return Kind.TENSOR
     if group == "shape":
         return Kind.SHAPE
+    if group == "random":
+        return Kind.TENSOR
     raise AssertionError(f"no kind rule for leaf op {op!r}")  # pragma: no cover

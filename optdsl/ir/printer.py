@@ -36,6 +36,8 @@ def expr_text(node: Node, names: dict[int, str] | None = None, depth: int = 0) -
         return f'"{node.attr}"' if isinstance(node.attr, str) else format_number(node.attr)
     if node.op == "input":
         return node.attr[1]
+    if node.op == "randn":
+        return "randn()"
     if not node.args:
         return node.op
     sub = [expr_text(a, names, depth + 1) for a in node.args]
@@ -129,6 +131,8 @@ def expr_latex(node: Node, names: dict[int, str], depth: int = 0) -> str:
         return rf"\text{{{node.attr}}}" if isinstance(node.attr, str) else format_number(node.attr).replace("inf", r"\infty")
     if node.op == "input":
         return latex_name(node.attr[1])
+    if node.op == "randn":
+        return r"\mathcal{N}(0, 1)"
     if not node.args:
         return rf"\mathrm{{{node.op}}}"
     sub = [expr_latex(a, names, depth + 1) for a in node.args]

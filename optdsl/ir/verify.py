@@ -79,6 +79,10 @@ def _check_node(node: Node, where: str, hypers, states, host_names: set[str], ho
         if expected is None or node.kind != expected:
             raise IRError(f"{where}: input {role}:{name} has kind {node.kind.name}")
         return
+    if node.op == "randn":
+        if node.kind != Kind.TENSOR or not where.startswith("init of "):
+            raise IRError(f"{where}: randn is a tensor drawn only by a state initializer")
+        return
     if not spec.arity:
         if node.kind != Kind.SHAPE:
             raise IRError(f"{where}: shape scalar {node.op} has kind {node.kind.name}")
