@@ -44,17 +44,19 @@ o = (m @ transpose(m)) @ g
 p = p - lr * (r * 0.1 + c * 0.1 + 0.01 * o / (norm(o) + 1))
 '''
 
-# states that swap (a write waits for a read: computed into a temporary, copied at the end) and a
-# scalar state that needs a reduction of the new p (written by a per-tensor epilogue kernel)
+# states that swap (a write waits for a read: computed into a temporary, copied at the end), a
+# scalar state that needs a reduction of the new p (written by a per-tensor epilogue kernel), and
+# a random initializer (times 0, so the interpreter's draws need not match the optimizer's)
 SCHEDULING = '''optimizer Scheduling
 hyper lr = 1e-2 in [0, inf)
 state x = zeros
 state y = ones
 state pnorm: scalar = 0
+state noise = 0 * randn()
 old = x
 x = y * 0.5 + g
 y = old + g
-p = p - lr * (x - y) / (1 + pnorm)
+p = p - lr * ((x - y) / (1 + pnorm) + noise)
 pnorm = norm(p)
 '''
 

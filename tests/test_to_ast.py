@@ -22,9 +22,11 @@ def _trajectory(rule, steps: int = 5) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     p = torch.randn(4, 5, generator=gen, dtype=torch.float64)
     state: dict = {}
-    for t in range(1, steps + 1):
-        g = torch.randn(4, 5, generator=gen, dtype=torch.float64)
-        p, state = evaluate_step(rule, p, g, t, state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same draws for randn() initializers in both trajectories
+        for t in range(1, steps + 1):
+            g = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+            p, state = evaluate_step(rule, p, g, t, state)
     return p
 
 

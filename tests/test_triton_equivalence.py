@@ -88,8 +88,12 @@ def test_fp32_matches_torch_backend(case):
 def test_bf16_params_match_torch_backend(case):
     ours, ref = _run(case, torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in ours)
-    worst = relative_errors(ours, ref).max().item()
-    assert worst <= BF16_TOL, f"{case.id}: {worst:.3g} relative"
+    errors = relative_errors(ours, ref)
+    if has_jumps(case):  # a sign taken within rounding of zero may flip: count and bound those elements
+        off = int((errors > BF16_TOL).sum())
+        assert off <= max(3, int(0.002 * errors.numel())), f"{case.id}: {off} of {errors.numel()} elements off"
+    else:
+        assert errors.max().item() <= BF16_TOL, f"{case.id}: {errors.max().item():.3g} relative"
 
 
 @pytest.mark.parametrize("spec", ["adamw", "nadam", "sgd"])

@@ -462,3 +462,25 @@ def test_explain_prints_the_combined_rule():
     text = optdsl.explain("adamw", variants=["cautious"])
     assert "variants: cautious" in text
     assert "cautious_mask = u * g > 0" in text
+
+
+def test_variant_locals_may_share_a_name_with_a_rule_state_but_never_assign_it(tmp_path):
+    """A name the variant assigns before reading is its own local (OrthoGrad's `n` beside a rule
+    state `n` is fine); one it reads first is the rule's state, and assigning it is an error."""
+    rule = open(optdsl.compiler.builtin_specs()["sgd"]).read()
+    rule = rule.replace("state m = zeros", "state m = zeros\nstate n = zeros")
+    rule = rule.replace("p = p - lr * u", "n = 0.5 * n + g\np = p - lr * u - 0 * n")
+    local = tmp_path / "local.opt"
+    local.write_text("variant Local on g\nn = norm(g)\ng = g / (n + 1)\n")
+    cls = optdsl.load(source=rule, variants=[str(local)])
+    assert cls.__name__ == "LocalSGD"
+    p = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    opt = cls([p], lr=0.1, momentum=0.9)
+    p.grad = torch.tensor([3.0, 4.0])
+    opt.step()
+    # the variant's n is norm(g) = 5 (its own local); the rule's state n saw the rescaled g
+    torch.testing.assert_close(opt.state[p]["n"], torch.tensor([0.5, 4.0 / 6]))
+    bad = tmp_path / "bad.opt"
+    bad.write_text("variant Bad on u\nx = m\nm = u\nu = x\n")
+    with pytest.raises(optdsl.SpecError, match="cannot assign 'm'"):
+        optdsl.compile_spec("sgd", variants=[str(bad)])

@@ -75,12 +75,14 @@ def run_both(
     ref = [p.detach().clone().requires_grad_(True) for p in ours]
     opt_ours, opt_ref = make_ours(ours), make_ref(ref)
     gen = torch.Generator().manual_seed(seed + 1)
-    for _ in range(steps):
+    for step in range(steps):
         for a, b in zip(ours, ref):
             grad = torch.randn(a.shape, generator=gen).to(device=device, dtype=dtype)
             a.grad, b.grad = grad.clone(), grad.clone()
-        opt_ours.step()
-        opt_ref.step()
+        for opt in (opt_ours, opt_ref):  # the same random draws for both (randn() initializers)
+            with torch.random.fork_rng(devices=[torch.device(device)] if device != "cpu" else []):
+                torch.manual_seed(seed + 1000 + step)
+                opt.step()
     return ours, ref
 
 

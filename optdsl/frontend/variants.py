@@ -83,13 +83,13 @@ class _Applier:
             return
         self._declare(v)
         own = {i.name for i in v.items if isinstance(i, (ast.Hyper, ast.State))}
-        locals_ = [s.target for s in v.statements if s.target != v.hook and s.target not in own]
+        locals_ = _variant_locals(v, own)
         renames: dict[str, str] = {}
         for local in locals_:
             if local not in renames:
                 renames[local] = self._fresh(local_prefix(v) + local)
-        self._check_reads(v, own, set(locals_))
-        self._check_writes(v, own)
+        self._check_reads(v, own, locals_)
+        self._check_writes(v, own | locals_)
         statements = [
             dataclasses.replace(s, target=renames.get(s.target, s.target), value=_rename(s.value, renames), variant=v.name)
             for s in v.statements
@@ -176,6 +176,19 @@ class _Applier:
         sources = {self.rule.span.file: self.rule.source or ""}
         sources.update({v.span.file: v.source or "" for v in self.applied})
         return dataclasses.replace(self.rule, name=prefix + self.rule.name, items=tuple(items), source=sources)
+
+
+def _variant_locals(v: ast.Spec, own: set[str]) -> set[str]:
+    """Names the variant assigns before it reads them: its own locals, whatever the rule calls
+    its states. A name read first (``m``) is the rule's, and assigning it is an error."""
+    read: set[str] = set()
+    locals_: set[str] = set()
+    for s in v.statements:
+        read |= {n.id for n in _reads(s.value)} - locals_
+        t = s.target
+        if t not in locals_ and t != v.hook and t not in own and t not in read and t not in ("p", "t", "g", "u"):
+            locals_.add(t)
+    return locals_
 
 
 def _first_line(text: str) -> str:
