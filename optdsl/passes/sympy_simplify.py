@@ -24,7 +24,7 @@ import sympy as sp
 
 from ..ir.fold import fold
 from ..ir.nodes import HYPER, STEP, Node, Rule, const, op, postorder, rebuild, use_counts
-from ..ir.ops import Kind
+from ..ir.ops import Kind, KindError
 
 DEFAULT_BUDGET_S = 0.5
 MAX_OPS_FOR_SIMPLIFY = 80
@@ -99,8 +99,8 @@ class _Bridge:
         else:
             sym = sp.Symbol(f"_d{self.counter}", real=True)
             self.counter += 1
-        self.symbols[id(node)] = sym
         self.to_node[sym] = node
+        self.symbols[id(node)] = sym
         return sym
 
     def define(self, node: Node) -> None:
@@ -219,23 +219,42 @@ class _Bridge:
 
     # the search for a cheaper form
     def simplify(self, node: Node, deadline: float) -> Node:
-        try:
-            expr = self.to_sympy(node)
-        except _Unsupported:
+        """A cheaper equivalent of ``node`` found before ``deadline``, else ``node``.
+
+        Everything SymPy does here (building the expression included, which can be
+        slow on its own) runs under one alarm, so the budget holds for any spec.
+        """
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
             return node
-        best, best_cost = node, self._ir_cost(node, True)
-        for candidate in itertools.chain((expr,), _candidates(expr, deadline)):
-            try:
-                cost = _cost(candidate, self._host_symbols())
-                if cost < best_cost:
-                    best, best_cost = self.to_ir(candidate), cost
-            except _Unsupported:
-                continue
+        found = [node]
+        try:
+            with _time_limit(remaining):
+                self._search(node, deadline, found)
+        except Exception:  # noqa: BLE001 - out of time, too deep, or SymPy failing on a definition
+            pass  # (e.g. Max of a non-comparable value): keep what was found so far, never fail the compile
+        best = found[-1]
         if best is not node and best.kind != node.kind:
             return node
         if best is not node and best.hint is None:
             best.hint = node.hint
         return best
+
+    def _search(self, node: Node, deadline: float, found: list[Node]) -> None:
+        """Append each cheaper form of ``node`` to ``found`` as it is found."""
+        try:
+            expr = self.to_sympy(node)
+        except _Unsupported:
+            return
+        best_cost = self._ir_cost(node, True)
+        for candidate in itertools.chain((expr,), _candidates(expr, deadline)):
+            try:
+                cost = _cost(candidate, self._host_symbols())
+                if cost < best_cost:
+                    found.append(self.to_ir(candidate))
+                    best_cost = cost
+            except (_Unsupported, KindError):  # e.g. sum(g - g) -> sum(0): no longer a tensor inside
+                continue
 
     def _ir_cost(self, node: Node, top: bool = False) -> float:
         """Per-element operations of ``node`` as it stands (definitions count as free)."""
@@ -289,26 +308,29 @@ def _chain(name: str, nodes: list[Node]) -> Node | None:
 
 
 def _candidates(expr: sp.Expr, deadline: float):
-    """Rewrites worth comparing, cheapest first; stops when the budget is spent."""
+    """Rewrites worth comparing, cheapest first; stops when the budget is spent.
+
+    The caller's alarm (``Bridge.simplify``) bounds the time; nothing is computed
+    while the generator is suspended at a ``yield``.
+    """
     cheap = (sp.factor_terms, sp.powsimp, sp.cancel)
     for fn in cheap:
         if time.perf_counter() >= deadline:
             return
         try:
-            with _time_limit(deadline - time.perf_counter()):
-                yield fn(expr)
-        except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
+            candidate = fn(expr)
+        except (sp.PolynomialError, TypeError, ValueError, RecursionError):
             continue
+        yield candidate
     if sp.count_ops(expr) > MAX_OPS_FOR_SIMPLIFY or not _can_interrupt():
         return
-    remaining = deadline - time.perf_counter()
-    if remaining <= 0.01:
+    if deadline - time.perf_counter() <= 0.01:
         return
     try:
-        with _time_limit(remaining):
-            yield sp.simplify(expr)
-    except (_Timeout, sp.PolynomialError, TypeError, ValueError, RecursionError):
+        candidate = sp.simplify(expr)
+    except (sp.PolynomialError, TypeError, ValueError, RecursionError):
         return
+    yield candidate
 
 
 def _can_interrupt() -> bool:
