@@ -16,7 +16,7 @@ import typer
 
 import optdsl
 from optdsl import api
-from optdsl.compiler import SpecNotFound
+from optdsl.compiler import BACKENDS, SpecNotFound
 
 app = typer.Typer(
     name="optdsl",
@@ -47,6 +47,8 @@ def compile_command(
     backend: str = typer.Option("torch", "--backend", help="code generator: torch"),
 ) -> None:
     """Compile a spec into a self-contained torch.optim.Optimizer module."""
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})", param_hint="'--backend'")
     if all_specs:
         if spec is not None or output is None:
             raise typer.BadParameter("--all takes no SPEC and needs -o FOLDER")

@@ -15,6 +15,9 @@ from . import resources
 from .frontend.errors import Diagnostic
 
 
+BACKENDS = ("torch",)
+
+
 class SpecNotFound(LookupError):
     """A spec name that is neither a built-in nor a readable file (a usage error)."""
 
@@ -95,8 +98,8 @@ class Compiled:
 
 def compile_source(src: SpecSource, backend: str = "torch") -> Compiled:
     """The optimizer module for ``src`` as Python source text."""
-    if backend != "torch":
-        raise ValueError(f"unknown backend {backend!r} (available: torch)")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
     rule, warnings = lower(src)
     rule = optimize(rule)
     from .backends.torch_backend import render

@@ -82,7 +82,7 @@ def render(rule: Rule, spec_hash: str) -> str:
     betas = beta_names(rule)
     used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
     taken = set(BASE_NAMES) | {h.name for h in rule.hypers} | {s.name for s in rule.states}
-    taken |= {n for n, _ in rule.host} | {f"{s.name}_stored" for s in rule.states}
+    taken |= {n for n, _ in rule.host}
     sched = schedule(rule, taken)
     taken |= set(sched.names.values())
 

@@ -80,7 +80,7 @@ DSL_KEYWORDS = frozenset(
 GENERATED_NAMES = frozenset(
     """self torch math params param_groups defaults group groups state states closure loss
     maximize foreach state_dtype betas step steps grads bucket buckets kwargs args cls
-    differentiable capturable fused""".split()
+    differentiable capturable fused dtype param grad""".split()
 )
 
 MAX_NAME_LENGTH = 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast as pyast
 import math
+import warnings
 from functools import cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -194,9 +195,13 @@ def _number(text: str, span: Span) -> float:
 
 def _string(text: str, span: Span) -> str:
     try:
-        value = pyast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise _LiteralError(span, "malformed string literal") from None
+        with warnings.catch_warnings():  # "\q": deprecated in Python, so an error here on every version
+            warnings.simplefilter("error")
+            value = pyast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        detail = getattr(exc, "msg", "")
+        reason = detail if detail.startswith("invalid escape sequence") else "malformed string literal"
+        raise _LiteralError(span, reason) from None
     if not isinstance(value, str):  # pragma: no cover - the grammar only admits strings
         raise _LiteralError(span, "malformed string literal")
     return value

@@ -344,16 +344,27 @@ def _time_limit(seconds: float):
         yield
         return
 
+    armed = [True]
+
     def on_alarm(signum, frame):
-        raise _Timeout()
+        if armed[0]:
+            raise _Timeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # and again every 50 ms: an exception raised while a gc callback or a __del__
+    # runs, or inside SymPy's own broad excepts, is swallowed; the next one is not
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while True:  # an alarm landing here must not skip the cleanup
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except _Timeout:
+                continue
 
 
 def _cost(expr: sp.Expr, host: set[sp.Symbol]) -> float:
