@@ -108,7 +108,7 @@ def run_frontend_fuzz(make_text, n: int) -> Counter:
         seen.add(text)
 
     seen: set[str] = set()
-    with watchdog(600):
+    with watchdog(600 * max(SCALE, 1)):
         case()
     assert slowest[0] < 10, f"{slowest[0]:.1f}s for one spec:\n{slowest[1]}"
     outcomes["distinct"] = len(seen)
@@ -245,7 +245,7 @@ def test_generated_specs_compile_exec_and_step():
             exc.add_note(f"--- spec (seed {seed}) ---\n{text}")
             raise
 
-    with watchdog(900):
+    with watchdog(900 * max(SCALE, 1)):
         case()
     assert stats["compiled"] + stats["rejected"] >= n
     assert stats["compiled"] >= 200 * min(SCALE, 1), stats
