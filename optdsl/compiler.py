@@ -15,6 +15,9 @@ from . import resources
 from .frontend.errors import Diagnostic
 
 
+BACKENDS = ("torch",)
+
+
 class SpecNotFound(LookupError):
     """A spec name that is neither a built-in nor a readable file (a usage error)."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..frontend.printer import format_number
 from ..ir.nodes import HOST, HYPER, STEP, Node, Rule
-from ..ir.ops import COMPARE_SYMBOLS
+from ..ir.ops import COMPARE_SYMBOLS, Kind
 
 INF = math.inf
 
@@ -45,6 +45,12 @@ class Interval:
 
 
 EVERYTHING = Interval(-INF, INF)
+FLOAT16_MAX = 65504.0
+
+
+def fits_float16(iv: Interval) -> bool:
+    """Whether every value in ``iv`` is a finite float16 (so also a finite float32, float64, bfloat16)."""
+    return -FLOAT16_MAX <= iv.lo and iv.hi <= FLOAT16_MAX
 
 
 def _mul_iv(a: Interval, b: Interval) -> Interval:
@@ -186,10 +192,24 @@ HELPERS: dict[str, str] = {
         return math.inf
     except (ValueError, ZeroDivisionError):
         return math.inf if a == 0 else math.nan''',
+    "_fit": '''def _fit(dtype, *values):
+    """The values as a tensor of ``dtype`` holds them: +-inf beyond its range (torch would raise)."""
+    limit = torch.finfo(dtype).max
+    return tuple(x if not abs(x) > limit else math.copysign(math.inf, x) for x in values)''',
     "_sign": '''def _sign(x):
     """-1.0, 0.0 or 1.0."""
     return float((x > 0) - (x < 0))''',
 }
+
+
+def _device_minmax(fn: str, a: str, a_host: bool, b: str, b_host: bool) -> tuple[str, bool]:
+    """``fn(a, b)`` of two 0-d tensors or numbers, and whether the result is a number."""
+    if a_host and b_host:
+        return f"{fn}({a}, {b})", True
+    if a_host or b_host:
+        tensor, number = (b, a) if a_host else (a, b)
+        return f"torch.clamp({tensor}, {'max' if fn == 'min' else 'min'}={number})", False
+    return f"torch.{'minimum' if fn == 'min' else 'maximum'}({a}, {b})", False
 
 
 # --- the printer -------------------------------------------------------------------------
@@ -286,7 +306,7 @@ class PyPrinter:
             return f"({text}).to({self.dtype_name})" if self.device else f"float({text})"
         if o == "where":
             cond = self.condition(a[0], depth)
-            if self.device:
+            if self.device and a[0].kind > Kind.SHAPE:
                 return f"torch.where({cond}, {self.expr(a[1], depth + 1)}, {self.expr(a[2], depth + 1)})"
             return f"({self.expr(a[1], depth + 1)} if {cond} else {self.expr(a[2], depth + 1)})"
         args = [self.expr(x, depth + 1) for x in a]
@@ -306,13 +326,21 @@ class PyPrinter:
         o = node.op
         if self.device:
             simple = {"abs", "sign", "sqrt", "rsqrt", "exp", "log", "tanh", "cosh", "square"}
+            # some arguments may be Python numbers (host values); torch.minimum, torch.lerp
+            # and torch.clamp's input take only tensors, and clamp's bounds two of a kind
+            host = [x.kind <= Kind.SHAPE for x in node.args]
             if o in simple:
                 return f"torch.{o}({args[0]})"
             if o in ("min", "max"):
-                return f"torch.{'minimum' if o == 'min' else 'maximum'}({args[0]}, {args[1]})"
+                return _device_minmax(o, args[0], host[0], args[1], host[1])[0]
             if o == "clamp":
-                return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+                if not host[0] and host[1] == host[2]:
+                    return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+                low = _device_minmax("max", args[0], host[0], args[1], host[1])
+                return _device_minmax("min", *low, args[2], host[2])[0]
             if o == "lerp":
+                if host[0] or host[1]:
+                    return f"({args[0]}) + ({args[2]}) * (({args[1]}) - ({args[0]}))"
                 return f"torch.lerp({args[0]}, {args[1]}, {args[2]})"
             raise NotImplementedError(f"device scalar op {o}")  # reductions are emitted by the backend
         safe = self._safe(node)

@@ -16,11 +16,11 @@ import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HYPER, Node, Rule, postorder
+from ..ir.nodes import HOST, HYPER, Node, Rule, postorder
 from ..ir.ops import Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import Schedule, schedule
-from .pyexpr import HELPERS, PyPrinter, py_number
+from .pyexpr import HELPERS, PyPrinter, fits_float16, interval, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
 
 TEMPLATE = "torch_optimizer.py.j2"
@@ -91,7 +91,7 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
     betas = beta_names(rule)
     used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
     taken = set(BASE_NAMES) | {h.name for h in rule.hypers} | {s.name for s in rule.states}
-    taken |= {n for n, _ in rule.host} | {f"{s.name}_stored" for s in rule.states}
+    taken |= {n for n, _ in rule.host}
     sched = schedule(rule, taken)
     taken |= set(sched.names.values())
 
@@ -119,6 +119,11 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
     shapes_used = {n.op for n in postorder(rule.roots()) if n.op in ("numel", "rows", "cols", "ndim")}
     prologue += _shape_lines(shapes_used)
     prologue += host_state_lines(rule, shape_host, host_printer)
+    fit_group, fit_shape = _unbounded_scalars(rule)
+    fit_lines = [_fit_line(fit_group)] if fit_group else []
+    prologue += [_fit_line(fit_shape)] if fit_shape else []
+    if fit_group or fit_shape:
+        helpers.add("_fit")
 
     init_lines = _init_lines(rule, helpers)
     hyper_lines = _hyper_lines(rule, used | _init_hypers(rule), betas)
@@ -139,6 +144,7 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         state_dtype_of_bucket=f'states[0]["{first_state}"].dtype' if first_state else "self._state_dtype(group, params[0])",
         hyper_lines=hyper_lines,
         host_lines=host_lines,
+        fit_lines=fit_lines,
         foreach_lines=foreach_lines,
         tensor_states=tensor_states,
         per_tensor_prologue=prologue,
@@ -171,12 +177,36 @@ def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:
     return lines
 
 
-def _shape_lines(used: set[str]) -> list[str]:
+def _unbounded_scalars(rule: Rule) -> tuple[list[str], list[str]]:
+    """Host values the per-element code passes to torch that may not fit a float16 (group, shape).
+
+    torch raises instead of rounding to inf when a Python number given as ``alpha=``,
+    ``value=``, a lerp weight or a clamp bound is out of the tensor dtype's range.
+    """
+    out: dict[Kind, list[str]] = {Kind.GROUP: [], Kind.SHAPE: []}
+    seen: set[str] = set()
+    cache: dict = {}
+    for node in postorder([n for _, n in rule.outputs]):
+        if node.op != "input" or node.kind > Kind.SHAPE or node.attr[0] not in (HYPER, HOST) or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.attr[0] == HYPER and rule.hyper(node.name).type != "float":
+            continue
+        if not fits_float16(interval(node, rule, cache)):
+            out[node.kind].append(node.name)
+    return out[Kind.GROUP], out[Kind.SHAPE]
+
+
+def _fit_line(names: list[str]) -> str:
+    return f"{', '.join(names)}{',' if len(names) == 1 else ''} = _fit(dtype, {', '.join(names)})"
+
+
+def _shape_lines(used: set[str], p: str = "p") -> list[str]:
     spell = {
-        "numel": "numel = p.numel()",
-        "rows": "rows = p.shape[-2] if p.dim() >= 2 else 1",
-        "cols": "cols = p.shape[-1] if p.dim() >= 1 else 1",
-        "ndim": "ndim = p.dim()",
+        "numel": f"numel = {p}.numel()",
+        "rows": f"rows = {p}.shape[-2] if {p}.dim() >= 2 else 1",
+        "cols": f"cols = {p}.shape[-1] if {p}.dim() >= 1 else 1",
+        "ndim": f"ndim = {p}.dim()",
     }
     return [spell[s] for s in ("numel", "rows", "cols", "ndim") if s in used]
 
@@ -245,7 +275,7 @@ def _checks(rule: Rule, betas: list[str]) -> list[str]:
 
 def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
     """Code creating each state for a parameter, from its initializer expression."""
-    lines: list[str] = []
+    lines: list[str] = _rank_check(rule)
     hypers = {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input" and n.attr[0] == HYPER}
     betas = beta_names(rule)
     lines += _hyper_lines(rule, hypers, betas)
@@ -255,7 +285,7 @@ def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
     if "g" in reads:
         lines.append("g = param.grad")
     shapes = {n.op for s in rule.states for n in postorder([s.init]) if n.op in ("numel", "rows", "cols", "ndim")}
-    lines += _shape_lines(shapes)
+    lines += _shape_lines(shapes, "param")
     printer = PyPrinter(rule, helpers=helpers)
     emitter = TorchEmitter(rule, Schedule([], {}, {}), foreach=False, taken=set(BASE_NAMES), indent="")
     for s in rule.states:
@@ -281,6 +311,25 @@ def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
                 lines.append(f'state["{s.name}"] = {value.code}.to(torch.float32, copy=True)')
     helpers |= emitter.host_printer.helpers
     return lines
+
+
+_NEEDS_MATRIX = {"transpose": "transpose", "matmul": "@", **{f"col{r}": f"col{r}" for r in ("sum", "mean", "norm", "rms", "max")}}
+
+
+def _rank_check(rule: Rule) -> list[str]:
+    """A clear error for a parameter the rule's column reductions or matrix ops cannot apply to.
+
+    ``_init_state`` runs once for every parameter before its first update, so the
+    check costs nothing per step.
+    """
+    used = sorted({_NEEDS_MATRIX[n.op] for n in postorder(rule.roots()) if n.op in _NEEDS_MATRIX})
+    if not used:
+        return []
+    return [
+        "if param.dim() < 2:",
+        f'    raise ValueError(f"{rule.name} uses {", ".join(used)}, which need parameters with at least 2 '
+        f'dimensions; got one of shape {{tuple(param.shape)}}")',
+    ]
 
 
 def _module_doc(rule: Rule, spec_hash: str, imports: str = "torch") -> str:

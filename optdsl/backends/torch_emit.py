@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..ir.nodes import GRAD, HOST, PARAM, STATE, Node, Rule
+from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule
 from ..ir.ops import COMPARE_SYMBOLS, GROUPS, Kind
 from ..ir.schedule import Schedule
-from .pyexpr import PyPrinter
+from .pyexpr import Interval, PyPrinter, fits_float16
 
 # torch functions that have a _foreach_ form (out of place and in place)
 FOREACH = frozenset(
@@ -31,6 +31,9 @@ FOREACH = frozenset(
 UNARY = {"abs": "abs", "sign": "sign", "sqrt": "sqrt", "rsqrt": "rsqrt", "exp": "exp", "log": "log",
          "tanh": "tanh", "cosh": "cosh", "neg": "neg"}
 COMPARE_FN = {"lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": "ne"}
+MIRRORED = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}  # a < b == b > a
+ROW_REDUCE = frozenset("rowsum rowmean rownorm rowrms rowmax".split())
+COL_REDUCE = frozenset("colsum colmean colnorm colrms colmax".split())
 REDUCE = {
     "sum": "{0}.sum()",
     "mean": "{0}.mean()",
@@ -50,7 +53,7 @@ REDUCE = {
     "colrms": "{0}.square().mean(-2, keepdim=True).sqrt()",
     "colmax": "{0}.amax(-2, keepdim=True)",
     "matmul": "{0} @ {1}",
-    "transpose": "{0}.mT",
+    "transpose": "{0}.mT.clone()",
 }
 
 
@@ -134,7 +137,49 @@ class TorchEmitter:
         self.bound: dict[int, str] = {}
         self.host_defs = dict(rule.host)
         self.host_printer = PyPrinter(rule, leaf=self._leaf)
+        self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
         self.written: set[str] = set()
+        self._spans: dict[int, tuple[bool, bool, bool]] = {}
+
+    def spans(self, node: Node) -> tuple[bool, bool, bool]:
+        """Whether ``node``'s value spans the parameter's last dim, its second-to-last dim, and its rank.
+
+        Axis reductions keep a dimension of size 1, per-tensor scalars are 0-d: an
+        in-place update of such a value by a larger operand would need to grow it,
+        which torch refuses, so the emitter updates in place only when the result
+        spans no more than the value itself.
+        """
+        hit = self._spans.get(id(node))
+        if hit is None:
+            if node.kind <= Kind.SCALAR:
+                hit = (False, False, False)
+            elif node.op == "input":
+                hit = (True, True, True)
+            else:
+                a = [self.spans(x) for x in node.args]
+                if node.op in ROW_REDUCE:
+                    hit = (False, a[0][1], a[0][2])
+                elif node.op in COL_REDUCE:
+                    hit = (a[0][0], False, a[0][2])
+                elif node.op == "transpose":
+                    hit = (a[0][1], a[0][0], a[0][2])
+                elif node.op == "matmul":
+                    hit = (a[1][0], a[0][1], a[0][2] or a[1][2])
+                else:  # elementwise: broadcasting
+                    hit = _union(*a)
+            self._spans[id(node)] = hit
+        return hit
+
+    def term_spans(self, t: Term) -> tuple[bool, bool, bool]:
+        return _union(*(self.spans(n) for n in t.num + t.den))
+
+    def combine(self, fn: str, acc: str, acc_spans, other: str, other_spans) -> tuple[str, tuple]:
+        """``acc = fn(acc, other)``: in place, unless the result must be larger than ``acc``."""
+        grown = _union(acc_spans, other_spans)
+        if grown == acc_spans:
+            self.line(self.d.inplace(fn, acc, other))
+            return acc, acc_spans
+        return self.assign(self.d.call(fn, acc, other)), grown
 
     # plumbing
     def line(self, text: str) -> None:
@@ -158,6 +203,9 @@ class TorchEmitter:
             return node.name
         return node.op  # shape scalars: numel, rows, cols, ndim are locals of the loop
 
+    def _scalar_leaf(self, node: Node) -> str | None:
+        return self._leaf(node)
+
     # statements
     def emit(self) -> list[str]:
         for st in self.sched.statements:
@@ -176,9 +224,9 @@ class TorchEmitter:
                 self.taken.add(st.name)
                 self.bound[id(st.node)] = st.name
             elif st.kind == "write":
-                self.write(st.name, st.node)
+                holder = self.write(st.name, st.node)
                 if self.sched.names.get(id(st.node)) == st.name:
-                    self.bound[id(st.node)] = st.name
+                    self.bound[id(st.node)] = holder or st.name
             else:  # copy
                 self.line(self.d.copy(st.buffer, st.name))
         return self.lines
@@ -190,25 +238,31 @@ class TorchEmitter:
     def is_scalar_state(self, name: str) -> bool:
         return name != "p" and self.rule.state(name).shape == "scalar"
 
-    def write(self, buffer: str, node: Node) -> None:
-        """Make ``buffer`` hold ``node``'s value, in place when the graph allows it."""
+    def write(self, buffer: str, node: Node) -> str | None:
+        """Make ``buffer`` hold ``node``'s value, in place when the graph allows it.
+
+        Returns the variable that holds the value itself when the buffer holds it
+        broadcast (an axis reduction or a scalar written to ``p`` or a tensor state):
+        later reads of the value, ``sum(m)`` say, must not see the broadcast copy.
+        """
         if buffer != "p" and self.is_scalar_state(buffer):
             if self.rule.state(buffer).on_host:
-                return  # host scalar states are stored with the host values (torch_backend.host_state_lines)
+                return None  # host scalar states are stored with the host values (torch_backend.host_state_lines)
             v = self.value(node, top=True)
             self.line(f"{buffer}.copy_({v.code})")
-            return
+            return None
+        partial = self.spans(node) != (True, True, True)
         if id(node) in self.bound:
             self.line(self.d.copy(buffer, self.bound[id(node)]))
-            return
-        if node.op == "where" and node.args[0].kind <= Kind.SHAPE:
+            return self.bound[id(node)] if partial else None
+        if node.op == "where" and node.args[0].kind <= Kind.SHAPE and not partial:
             self.line(f"if {self.host_condition(node.args[0])}:")
             self._nested(lambda: self.write(buffer, node.args[1]))
             self.line("else:")
             self._nested(lambda: self.write(buffer, node.args[2]))
-            return
+            return None
         if self._write_in_place(buffer, node):
-            return
+            return None
         v = self.value(node, top=True)
         v = self.numeric(v)
         if v.host:
@@ -217,8 +271,11 @@ class TorchEmitter:
                 self.line(f"    _x.fill_({v.code})")
             else:
                 self.line(f"{buffer}.fill_({v.code})")
-            return
+            return None
+        if partial and not _is_simple(v.code):
+            v = Val(self.assign(v.code))
         self.line(self.d.copy(buffer, v.code))
+        return v.code if partial else None
 
     def _nested(self, fn) -> None:
         saved = self.indent
@@ -301,7 +358,7 @@ class TorchEmitter:
         elif through and node.op == "neg" and node.kind >= Kind.SCALAR:
             self._sum_terms(node.args[0], -sign, out, False, alone)
         else:
-            term = self.product(node, sign)
+            term = self.product(node, sign, top)
             inner = self._distributable(term, alone) if alone is not None else None
             out.extend(inner if inner is not None else [term])
 
@@ -314,7 +371,7 @@ class TorchEmitter:
         (``alone``), as the decay in ``p - lr * (wd * p + u)``: split off, that piece is a
         nearly constant increment of its own, and rounding it alone every step drifts the
         same way step after step; formed inside the sum first, as the references do, its
-        rounding is noise."""
+        rounding is noise. Nor when the pieces do not all span the full tensor."""
         if len(term.num) != 1 or len(term.den) > 1 or not self._host_coef(term):
             return None
         (inner,) = term.num
@@ -328,6 +385,8 @@ class TorchEmitter:
             return None
         if term.den and not any(t.num for t in sub):
             return None
+        if any(self.spans(n) != (True, True, True) for t in sub for n in t.num + term.den):
+            return None
         if term.den:
             (den,) = term.den
             if id(den) not in self.bound:
@@ -337,9 +396,10 @@ class TorchEmitter:
             t.den = list(term.den)
         return sub
 
-    def product(self, node: Node, sign: int = 1) -> Term:
+    def product(self, node: Node, sign: int = 1, top: bool = True) -> Term:
+        """``node`` as sign * coef * prod(num) / prod(den); a bound value is one factor unless ``top``."""
         term = Term(sign, None, [], [])
-        self._product_factors(node, term, False, True)
+        self._product_factors(node, term, False, top)
         return term
 
     def _product_factors(self, node: Node, term: Term, inverted: bool, top: bool) -> None:
@@ -430,54 +490,40 @@ class TorchEmitter:
 
     def materialize(self, t: Term) -> Val:
         """A fresh tensor holding the term's value (sign and coefficient included)."""
-        t.num.sort(key=lambda n: not self.full(n))  # a full-shaped factor first: the rest fit in place
-        nums = [self.tensor(n) for n in t.num]
+        nums = [(self.tensor(n), self.spans(n)) for n in t.num]
         dens = list(t.den)
         coef = t.coef
         sign = t.sign
-        in_place = bool(t.num) and self.full(t.num[0])
         if not nums:
-            d = self.tensor(dens.pop(0))
-            acc = self.take(d, lambda src: self.d.call("reciprocal", src), "reciprocal")
+            den = dens.pop(0)
+            acc = self.take(self.tensor(den), lambda src: self.d.call("reciprocal", src), "reciprocal")
+            spans = self.spans(den)
         else:
-            first = nums.pop(0)
-            if first.owned and in_place:
+            first, spans = nums.pop(0)
+            if first.owned:
                 acc = first.code
             elif nums:
-                acc = self.assign(self.d.call("mul", first.code, nums.pop(0).code))
+                second, second_spans = nums.pop(0)
+                acc = self.assign(self.d.call("mul", first.code, second.code))
+                spans = _union(spans, second_spans)
             elif dens:
-                acc = self.assign(self.d.call("div", first.code, self.tensor(dens.pop(0)).code))
+                den = dens.pop(0)
+                acc = self.assign(self.d.call("div", first.code, self.tensor(den).code))
+                spans = _union(spans, self.spans(den))
             elif coef is not None and self._host_coef(t):
                 acc = self.assign(self.d.call("mul", first.code, self.coef_code(coef, sign)))
                 coef, sign = None, 1
             else:
                 acc = self.assign(self.d.clone(first.code))
-        for v in nums:
-            self._combine(acc, "mul", v.code, in_place)
+        for v, v_spans in nums:
+            acc, spans = self.combine("mul", acc, spans, v.code, v_spans)
         for n in dens:
-            self._combine(acc, "div", self.tensor(n).code, in_place)
+            acc, spans = self.combine("div", acc, spans, self.tensor(n).code, self.spans(n))
         if coef is not None:
             self.line(self.d.inplace("mul", acc, self.coef_code(coef, sign)))
         elif sign < 0:
             self.line(self.d.inplace("neg", acc))
         return Val(acc, owned=True)
-
-    def _combine(self, acc: str, fn: str, other: str, in_place: bool) -> None:
-        """acc = fn(acc, other): in place when acc already has the full shape, else
-        out of place, since broadcasting may make the result larger than acc."""
-        if in_place:
-            self.line(self.d.inplace(fn, acc, other))
-        else:
-            self.line(f"{acc} = {self.d.call(fn, acc, other)}")
-
-    def full(self, node: Node) -> bool:
-        """Whether a tensor value certainly has the parameter's shape (axis reductions and
-        matrix products may not)."""
-        if node.op == "input":
-            return node.kind == Kind.TENSOR
-        if node.kind != Kind.TENSOR or node.op in REDUCE:
-            return False
-        return any(self.full(a) for a in node.args if a.kind == Kind.TENSOR)
 
     def take(self, v: Val, out_of_place, fn: str, *args: str) -> str:
         """Apply ``fn`` to ``v``: in place when ``v`` is ours, else into a new variable."""
@@ -488,10 +534,9 @@ class TorchEmitter:
 
     def sum_value(self, node: Node) -> Val:
         terms = self.terms(node)
-        full = [i for i, t in enumerate(terms) if any(self.full(n) for n in t.num + t.den)]
-        first = next((i for i in full if terms[i].num and terms[i].sign > 0), full[0] if full else None)
+        first = next((i for i, t in enumerate(terms) if t.num and t.sign > 0), None)
         if first is None:
-            return self._sum_out_of_place(terms)
+            first = next(i for i, t in enumerate(terms) if t.num or t.den)
         head = terms.pop(first)
         pair = next((i for i, t in enumerate(terms) if len(t.num) == 1 and not t.den and self._host_coef(t)), None)
         if _plain(head) and pair is not None:
@@ -502,24 +547,18 @@ class TorchEmitter:
                 y = self.tensor(other.num[0])
                 kw = {} if alpha == "1.0" else {"alpha": alpha}
                 base = Val(self.assign(self.d.call("add", x.code, y.code, **kw)), owned=True)
-                for t in terms:
-                    self.accumulate(base.code, t)
-                return base
-        base = self.materialize(head)
-        for t in terms:
-            self.accumulate(base.code, t)
-        return base
+                return self._add_terms(base, _union(self.spans(head.num[0]), self.spans(other.num[0])), terms)
+        return self._add_terms(self.materialize(head), self.term_spans(head), terms)
 
-    def _sum_out_of_place(self, terms: list[Term]) -> Val:
-        """A sum of reduced-shape terms ((R,1) + (1,C) broadcasts to (R,C)): no in-place adds."""
-        acc = self.materialize(terms[0]).code
-        for t in terms[1:]:
-            if not t.num and not t.den:
-                self.line(f"{acc} = {self.d.call('add', acc, self.coef_code(t.coef, t.sign))}")
-                continue
-            v = self.materialize(t)
-            self.line(f"{acc} = {self.d.call('add', acc, v.code)}")
-        return Val(acc, owned=True)
+    def _add_terms(self, base: Val, spans, terms: list[Term]) -> Val:
+        for t in terms:
+            t_spans = self.term_spans(t)
+            if _union(spans, t_spans) == spans:
+                self.accumulate(base.code, t)
+            else:  # the sum is larger than what it has so far (broadcasting): add out of place
+                base = Val(self.assign(self.d.call("add", base.code, self.materialize(t).code)), owned=True)
+                spans = _union(spans, t_spans)
+        return base
 
     # values
     def value(self, node: Node, top: bool = False) -> Val:
@@ -543,8 +582,15 @@ class TorchEmitter:
         return self.atom(node)
 
     def tensor(self, node: Node) -> Val:
-        """A numeric tensor value for ``node`` (comparisons converted to the compute dtype)."""
-        return self.numeric(self.value(node))
+        """A numeric tensor value for ``node`` (comparisons converted to the compute dtype).
+
+        A host number where a tensor is needed (``lerp(m, 0.5, w)``, a branch of
+        ``where``) becomes a full tensor of that value.
+        """
+        v = self.numeric(self.value(node))
+        if v.host:
+            v = Val(self.assign(self.d.each(f"torch.full_like({{0}}, float({_braces(v.code)}))", ["p"])), owned=True)
+        return v
 
     def numeric(self, v: Val) -> Val:
         if not v.is_bool:
@@ -552,7 +598,13 @@ class TorchEmitter:
         return Val(self.assign(self.d.each("{0}.to(dtype)", [v.code]), "mask"), owned=True)
 
     def host_code(self, node: Node) -> str:
-        return self.host_printer.expr(node)
+        if node.op == "input" and node.role == HYPER and self.rule.hyper(node.name).type == "bool":
+            return f"float({node.name})"  # torch takes no bool as alpha= or value=
+        code = self.host_printer.expr(node)
+        if node.op == "const" and isinstance(node.attr, float) and not fits_float16(Interval(node.attr, node.attr)):
+            self.host_printer.helpers.add("_fit")
+            return f"_fit(dtype, {code})[0]"  # torch raises on a number out of the dtype's range
+        return code
 
     def host_condition(self, node: Node) -> str:
         return self.host_printer.condition(node, 0)
@@ -565,45 +617,20 @@ class TorchEmitter:
             return self.host_code(node)
         if node.op == "input":
             return node.name
-        o, a = node.op, node.args
-        if o in REDUCE:
-            return REDUCE[o].format(*(self.tensor(x).code for x in a))
-        if o in COMPARE_FN:
-            return f"{self.scalar_condition(node)}.to(dtype)"
-        if o == "where":
-            x, y = _wrap(self.scalar(a[1])), _wrap(self.scalar(a[2]))
-            if a[0].kind <= Kind.SHAPE:
-                return f"({x} if {self.host_condition(a[0])} else {y})"
-            return f"torch.where({self.scalar_condition(a[0])}, {x}, {y})"
-        if o in ("min", "max"):
-            hosts = [x for x in a if x.kind <= Kind.SHAPE]
-            if hosts:
-                device = next(x for x in a if x.kind == Kind.SCALAR)
-                side = "min" if o == "max" else "max"
-                return f"torch.clamp({self.scalar(device)}, {side}={self.host_code(hosts[0])})"
-            return f"torch.{'minimum' if o == 'min' else 'maximum'}({self.scalar(a[0])}, {self.scalar(a[1])})"
-        args = [_wrap(self.scalar(x)) for x in a]
-        symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}
-        if o in symbols:
-            return f"{args[0]} {symbols[o]} {args[1]}"
-        if o == "neg":
-            return f"-{args[0]}"
-        if o == "square":
-            return f"{args[0]} * {args[0]}"
-        if o == "clamp":
-            return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
-        if o == "lerp":
-            return f"{args[0]} + {args[2]} * ({args[1]} - {args[0]})"
-        if o in UNARY:
-            return f"torch.{UNARY[o]}({args[0]})"
-        raise AssertionError(f"no per-tensor scalar rule for {o}")  # pragma: no cover
+        if node.op in REDUCE:
+            args = [self.tensor(a).code for a in node.args]
+            if node.op == "dot" and self.spans(node.args[0]) != self.spans(node.args[1]):
+                return "({0} * {1}).sum()".format(*args)
+            return REDUCE[node.op].format(*args)
+        self.scalar_printer.names = {**self.bound, **{id(a): _atom(self.scalar(a)) for a in node.args}}
+        return self.scalar_printer.expr(node)
 
     def scalar_condition(self, node: Node) -> str:
-        """A per-tensor scalar as a 0-d bool tensor (comparisons stay comparisons)."""
+        """A per-tensor scalar (0-d) as a bool tensor, for ``torch.where``."""
         if node.op in COMPARE_FN and id(node) not in self.bound:
-            left, right = (_wrap(self.scalar(x)) for x in node.args)
-            return f"({left} {COMPARE_SYMBOLS[node.op]} {right})"
-        return f"({_wrap(self.scalar(node))} != 0)"
+            self.scalar_printer.names = {**self.bound, **{id(a): _atom(self.scalar(a)) for a in node.args}}
+            return self.scalar_printer.condition(node)
+        return f"{self.scalar(node)} != 0"
 
     def atom(self, node: Node) -> Val:
         o = node.op
@@ -642,8 +669,8 @@ class TorchEmitter:
                 return Val(self.assign(self.d.call(fn, x.code, y.code)), owned=True)
             return self._each(node)
         if o == "clamp":
-            x = self.tensor(a[0])
             if a[0].kind == Kind.TENSOR and a[1].kind <= Kind.SHAPE and a[2].kind <= Kind.SHAPE:
+                x = self.tensor(a[0])
                 lo, hi = self.host_code(a[1]), self.host_code(a[2])
                 if self.d.foreach:
                     acc = self.take(x, lambda src: self.d.call("clamp_min", src, lo), "clamp_min", lo)
@@ -651,12 +678,10 @@ class TorchEmitter:
                     return Val(acc, owned=True)
                 return Val(self.assign(f"torch.clamp({x.code}, {lo}, {hi})"), owned=True)
             return self._each(node)
-        if o == "lerp" and a[0].kind != Kind.TENSOR:
-            return self._each(node)  # torch.lerp needs a tensor start
         if o == "lerp":
             x, y = self.tensor(a[0]), self.tensor(a[1])
-            w = self.host_code(a[2]) if a[2].kind <= Kind.SHAPE else self.value(a[2]).code
-            if a[2].kind <= Kind.SHAPE and x.owned:
+            w = self.host_code(a[2]) if a[2].kind <= Kind.SHAPE else self.numeric(self.value(a[2])).code
+            if a[2].kind <= Kind.SHAPE and x.owned and self.spans(a[0]) == self.spans(node):
                 self.line(self.d.inplace("lerp", x.code, y.code, w))
                 return x
             if a[2].kind <= Kind.SHAPE or a[2].kind == Kind.TENSOR:
@@ -674,18 +699,22 @@ class TorchEmitter:
         raise AssertionError(f"torch backend has no rule for {o}")  # pragma: no cover
 
     def _host_where(self, node: Node) -> Val:
+        _, a, b = node.args
+        full = (True, True, True)
+        if (full if a.kind <= Kind.SHAPE else self.spans(a)) != (full if b.kind <= Kind.SHAPE else self.spans(b)):
+            # branches of different shapes (an axis reduction, a 0-d scalar): the value has
+            # their broadcast shape whichever is chosen, as torch.where gives it
+            cond = f"p.new_full((), bool({self.host_condition(node.args[0])}), dtype=torch.bool)"
+            args = [self.tensor(x).code if x.kind == Kind.TENSOR else
+                    self.scalar(x) if x.kind == Kind.SCALAR else f"float({self.host_code(x)})" for x in (a, b)]
+            return Val(self.assign(f"torch.where({cond}, {args[0]}, {args[1]})"), owned=True)
         name = self.fresh("sel")
         self.line(f"if {self.host_condition(node.args[0])}:")
         results = []
 
         def branch(arg):
             def run():
-                v = self.value(arg)
-                if v.is_bool:
-                    v = self.numeric(v)
-                if v.host:  # a number beside a tensor branch: a tensor like g, so both sides are tensors
-                    number = v.code.replace("{", "{{").replace("}", "}}")
-                    v = Val(self.assign(self.d.each(f"torch.full_like({{0}}, {number})", ["g"])), owned=True)
+                v = self.tensor(arg)
                 self.line(f"{name} = {v.code}")
                 results.append(v)
 
@@ -694,39 +723,48 @@ class TorchEmitter:
         self._nested(branch(node.args[1]))
         self.line("else:")
         self._nested(branch(node.args[2]))
-        return Val(name, owned=all(v.owned for v in results), stable=all(v.stable for v in results))
+        same_shape = self.spans(node.args[1]) == self.spans(node.args[2])
+        return Val(name, owned=same_shape and all(v.owned for v in results), stable=all(v.stable for v in results))
 
     def _each(self, node: Node, is_bool: bool = False) -> Val:
         """Per-tensor expression (a list comprehension in foreach mode) for ops torch has no foreach of."""
         tensors: list[str] = []
         parts: list[str] = []
-        for arg in node.args:
-            if arg.kind == Kind.TENSOR:
-                if node.op == "where" and arg is node.args[0]:
+        o = node.op
+        # argument positions torch wants as tensors: lerp's ends, clamp's input
+        tensor_args = {"lerp": (0, 1), "clamp": (0,)}.get(o, ())
+        for i, arg in enumerate(node.args):
+            if o == "where" and i == 0:
+                if arg.kind == Kind.TENSOR:
                     v = self.value(arg)
                     tensors.append(v.code)
                     parts.append("{%d}" % (len(tensors) - 1) + ("" if v.is_bool else " != 0"))
-                    continue
+                else:
+                    parts.append(_braces(self.scalar_condition(arg)))
+            elif arg.kind == Kind.TENSOR or (i in tensor_args and arg.kind <= Kind.SHAPE):
                 tensors.append(self.tensor(arg).code)
                 parts.append("{%d}" % (len(tensors) - 1))
             elif arg.kind == Kind.SCALAR:
-                text = self.scalar_condition(arg) if node.op == "where" and arg is node.args[0] else self.scalar(arg)
-                parts.append(_wrap(text).replace("{", "{{").replace("}", "}}"))
+                parts.append(_braces(self.scalar(arg)))
+            else:  # a Python number: a float, so that torch never computes in an integer dtype
+                code = self.host_code(arg)
+                parts.append(_braces(code if code.startswith("float(") else f"float({code})"))
+        if o in COMPARE_FN:
+            if node.args[0].kind <= Kind.SHAPE:  # torch.gt(number, tensor) does not exist
+                template = f"torch.{MIRRORED[o]}({parts[1]}, {parts[0]})"
             else:
-                parts.append(self.host_code(arg).replace("{", "{{").replace("}", "}}"))
-        o = node.op
-        if o in COMPARE_FN:  # operators, so a number may stand on either side
-            template = f"({parts[0]} {COMPARE_SYMBOLS[o]} {parts[1]})"
+                template = f"torch.{COMPARE_FN[o]}({parts[0]}, {parts[1]})"
         elif o == "where":
             template = f"torch.where({parts[0]}, {parts[1]}, {parts[2]})"
         elif o in ("min", "max"):
             template = f"torch.{'minimum' if o == 'min' else 'maximum'}({parts[0]}, {parts[1]})"
         elif o == "clamp":
-            template = f"torch.clamp({parts[0]}, {parts[1]}, {parts[2]})"
+            if (node.args[1].kind <= Kind.SHAPE) == (node.args[2].kind <= Kind.SHAPE):
+                template = f"torch.clamp({parts[0]}, {parts[1]}, {parts[2]})"
+            else:  # torch.clamp takes two numbers or two tensors as bounds
+                template = f"torch.clamp(torch.clamp({parts[0]}, min={parts[1]}), max={parts[2]})"
         elif o == "pow":
             template = f"torch.pow({parts[0]}, {parts[1]})"
-        elif o == "lerp" and node.args[0].kind != Kind.TENSOR:
-            template = f"{parts[0]} + {parts[2]} * ({parts[1]} - {parts[0]})"
         elif o == "lerp":
             template = f"torch.lerp({parts[0]}, {parts[1]}, {parts[2]})"
         else:  # pragma: no cover
@@ -734,6 +772,16 @@ class TorchEmitter:
         if not tensors:  # pragma: no cover - then the node would be host or scalar kind
             raise AssertionError(o)
         return Val(self.assign(self.d.each(template, tensors), "mask" if is_bool else "x"), owned=True, is_bool=is_bool)
+
+
+def _union(*spans: tuple[bool, bool, bool]) -> tuple[bool, bool, bool]:
+    """The extent of a broadcast result: what any operand spans."""
+    return tuple(any(s[i] for s in spans) for i in range(3)) if spans else (False, False, False)
+
+
+def _braces(code: str) -> str:
+    """``code`` escaped for use inside a ``str.format`` template."""
+    return code.replace("{", "{{").replace("}", "}}")
 
 
 def _times(a: Node, b: Node) -> Node:
@@ -753,29 +801,13 @@ def _is_square(node: Node) -> bool:
     return node.op == "pow" and node.args[1].op == "const" and node.args[1].attr == 2.0
 
 
-def _wrap(code: str) -> str:
-    """Parenthesize an expression unless it is a name, a number or a call."""
-    if _is_simple(code) or (code.endswith(")") and _balanced_call(code)):
-        return code
-    return f"({code})"
-
-
-def _balanced_call(code: str) -> bool:
-    """``f(...)`` or ``(...)`` spanning the whole text."""
-    depth = 0
-    start = code.find("(")
-    if start < 0 or not (start == 0 or code[:start].replace(".", "").replace("_", "").isalnum()):
-        return False
-    for i, ch in enumerate(code[start:], start):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0 and i != len(code) - 1:
-            return False
-    return True
-
-
 def _is_simple(code: str) -> bool:
     return code.replace("_", "").replace(".", "").isalnum()
+
+
+def _atom(code: str) -> str:
+    """``code`` parenthesized unless it is a name or a number (the printer treats named values as atoms)."""
+    return code if _is_simple(code) else f"({code})"
 
 
 def _value(alpha: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from ..ir.ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
 from . import ast
 from .errors import Diagnostic, Span, SpecError
 from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, SHAPE_NAMES, reserved_reason
+from .parser import MAX_EXPR_DEPTH
 
 
 @dataclass
@@ -55,6 +56,8 @@ class _Checker:
         self.hypers: dict[str, ast.Hyper] = {}
         self.states: dict[str, ast.State] = {}
         self.locals: dict[str, Kind] = {}
+        self.depths: dict[str, int] = {}  # operations nested in each local, through assignments
+        self.extents: dict[str, tuple[bool, bool]] = {}  # see _extent
         self.state_reads: set[str] = set()
         self.state_writes: set[str] = set()
 
@@ -181,6 +184,16 @@ class _Checker:
             if reason:
                 self.error(span, f"cannot assign '{target}': {reason}")
                 return
+        depth = self._depth(stmt.value)
+        if depth > MAX_EXPR_DEPTH:
+            self.error(
+                stmt.value.span,
+                f"'{target}' is {depth} operations deep, counting the assignments it reads; at most {MAX_EXPR_DEPTH}",
+                hint="the compiler inlines every assignment; keep long chains in a state",
+            )
+            depth = 0
+        self.depths[target] = depth
+        self.extents[target] = self._extent(stmt.value)
         if kind is None:
             self.locals.setdefault(target, Kind.TENSOR)
             return
@@ -201,6 +214,50 @@ class _Checker:
         self.locals[target] = kind
 
     # expressions
+    def _depth(self, expr: ast.Expr) -> int:
+        """Nested operations in ``expr``, locals counting as deep as their values."""
+        if isinstance(expr, ast.Name):
+            return self.depths.get(expr.id, 0)
+        if isinstance(expr, ast.Unary):
+            return 1 + self._depth(expr.operand)
+        if isinstance(expr, ast.Binary):
+            return 1 + max(self._depth(expr.left), self._depth(expr.right))
+        if isinstance(expr, ast.Call):
+            return 1 + max((self._depth(a) for a in expr.args), default=0)
+        return 0
+
+    def _extent(self, expr: ast.Expr) -> tuple[bool, bool]:
+        """Whether ``expr`` spans the parameter's last and second-to-last dimensions.
+
+        False: size 1 there, after a row* (last) or col* (second-to-last) reduction,
+        or for any scalar.
+        """
+        if isinstance(expr, ast.Name):
+            if expr.id in self.extents:
+                return self.extents[expr.id]
+            state = self.states.get(expr.id)
+            full = expr.id in ("p", "g") or (state is not None and state.shape == "tensor")
+            return (full, full)
+        if isinstance(expr, ast.Unary):
+            return self._extent(expr.operand)
+        if isinstance(expr, ast.Binary):
+            left, right = self._extent(expr.left), self._extent(expr.right)
+            if expr.op == "@":
+                return (right[0], left[1])
+            return (left[0] or right[0], left[1] or right[1])
+        if isinstance(expr, ast.Call) and expr.args:
+            args = [self._extent(a) for a in expr.args]
+            if expr.func.startswith("row") and expr.func in FUNCTIONS:
+                return (False, args[0][1])
+            if expr.func.startswith("col") and expr.func in FUNCTIONS:
+                return (args[0][0], False)
+            if expr.func == "transpose":
+                return (args[0][1], args[0][0])
+            if FUNCTIONS.get(expr.func, {}).get(len(args)) in ("sum", "mean", "norm", "rms", "amax", "amin", "dot"):
+                return (False, False)
+            return (any(a[0] for a in args), any(a[1] for a in args))
+        return (False, False)
+
     def _kind(self, expr: ast.Expr, init: bool) -> Kind | None:
         """The kind of ``expr``, or None after reporting an error inside it."""
         if isinstance(expr, (ast.Num, ast.Bool)):
@@ -258,8 +315,10 @@ class _Checker:
         return None
 
     def _hyper_kind(self, expr: ast.Name) -> Kind | None:
-        if isinstance(self.hypers[expr.id].default, ast.Str):
-            self.error(expr.span, f"choice hyper '{expr.id}' can only be compared, e.g. {expr.id} == \"{self.hypers[expr.id].domain.options[0]}\"")
+        hyper = self.hypers[expr.id]
+        if isinstance(hyper.default, ast.Str):
+            if isinstance(hyper.domain, ast.Choices):  # else its declaration is reported already
+                self.error(expr.span, f"choice hyper '{expr.id}' can only be compared, e.g. {expr.id} == \"{hyper.domain.options[0]}\"")
             return None
         return Kind.GROUP
 
@@ -277,10 +336,21 @@ class _Checker:
             return None
         op = SYMBOL_COMPARES.get(expr.op) or SYMBOL_ARITH[expr.op]
         try:
-            return result_kind(op, (left, right))
+            kind = result_kind(op, (left, right))
         except KindError as exc:
             self.error(expr.span, str(exc))
             return None
+        if op == "matmul":
+            columns, rows = self._extent(expr.left)[0], self._extent(expr.right)[1]
+            if columns != rows:
+                left_cols = "as many columns as the parameter" if columns else "one column"
+                right_rows = "as many rows as the parameter" if rows else "one row"
+                self.error(
+                    expr.span,
+                    f"'@' of shapes that never fit: the left side has {left_cols}, the right side {right_rows}",
+                    hint="a row* reduction leaves one column, a col* reduction one row",
+                )
+        return kind
 
     def _is_choice_compare(self, expr: ast.Binary) -> bool:
         sides = (expr.left, expr.right)
@@ -289,7 +359,10 @@ class _Checker:
         if not texts and not names:
             return False
         if len(names) == 1 and len(texts) == 1:
-            options = self.hypers[names[0].id].domain.options
+            domain = self.hypers[names[0].id].domain
+            if not isinstance(domain, ast.Choices):
+                return True  # a text hyper without choices: its declaration is reported already
+            options = domain.options
             if texts[0].value not in options:
                 close = difflib.get_close_matches(texts[0].value, options, n=1)
                 self.error(

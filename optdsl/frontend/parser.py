@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ast as pyast
 import math
+import warnings
 from functools import cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -21,6 +22,10 @@ from .errors import Diagnostic, Span, SpecError
 
 MAX_SOURCE_CHARS = 1_000_000
 MAX_NESTING = 200
+# Operations nested in one expression (and, in the checker, through the assignments
+# an expression reads): every later stage recurses on expressions, and generated
+# Python must stay within the interpreter's own nesting limits.
+MAX_EXPR_DEPTH = 100
 
 
 class ParenNewlines:
@@ -64,6 +69,7 @@ def parse(source: str, file: str = "<string>") -> ast.Spec:
         tree = _lark().parse(source)
     except UnexpectedInput as exc:
         raise SpecError([_syntax_diagnostic(exc, source, file)], source) from None
+    _check_depth(tree, file, source)
     try:
         return _ToAst(file, source).transform(tree)
     except VisitError as exc:
@@ -87,6 +93,24 @@ def _check_nesting(source: str, file: str) -> None:
                 raise SpecError([Diagnostic(span, f"brackets nested deeper than {MAX_NESTING}")], source)
         elif ch in ")]}":
             depth -= 1
+
+
+_OPERATIONS = frozenset("compare add sub mul div matmul neg pow call".split())
+
+
+def _check_depth(tree: Tree, file: str, source: str) -> None:
+    """Reject expressions nested deeper than MAX_EXPR_DEPTH, before anything recurses on them."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _OPERATIONS:
+            depth += 1
+            if depth > MAX_EXPR_DEPTH:
+                meta = node.meta
+                span = Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+                message = f"expression nested more than {MAX_EXPR_DEPTH} operations deep"
+                raise SpecError([Diagnostic(span, message, hint="split it into several assignments")], source)
+        stack.extend((child, depth) for child in node.children if isinstance(child, Tree))
 
 
 # --- syntax errors -------------------------------------------------------------------
@@ -171,9 +195,13 @@ def _number(text: str, span: Span) -> float:
 
 def _string(text: str, span: Span) -> str:
     try:
-        value = pyast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise _LiteralError(span, "malformed string literal") from None
+        with warnings.catch_warnings():  # "\q": deprecated in Python, so an error here on every version
+            warnings.simplefilter("error")
+            value = pyast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        detail = getattr(exc, "msg", "")
+        reason = detail if detail.startswith("invalid escape sequence") else "malformed string literal"
+        raise _LiteralError(span, reason) from None
     if not isinstance(value, str):  # pragma: no cover - the grammar only admits strings
         raise _LiteralError(span, "malformed string literal")
     return value

@@ -53,7 +53,9 @@ def quote(text: str) -> str:
 
 
 def _doc_literal(text: str) -> str:
-    simple = "\\" not in text and '"""' not in text and not text.endswith('"') and "\r" not in text
+    simple = "\\" not in text and '"""' not in text and not text.endswith('"') and not any(
+        (ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in text  # a NUL cannot be read back raw
+    )
     if "\n" in text and simple:
         return '"""' + text + '"""'
     return quote(text)

@@ -173,6 +173,8 @@ class _Applier:
                 items[docs[0]] = dataclasses.replace(items[docs[0]], text=doc)
             else:
                 items.insert(0, ast.Doc(doc))
+        if not self.applied:
+            return dataclasses.replace(self.rule, items=tuple(items))
         sources = {self.rule.span.file: self.rule.source or ""}
         sources.update({v.span.file: v.source or "" for v in self.applied})
         return dataclasses.replace(self.rule, name=prefix + self.rule.name, items=tuple(items), source=sources)

@@ -56,6 +56,9 @@ def _mask(cmp):
 
 def _where(c, a, b):
     if not isinstance(c, torch.Tensor):
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):  # the broadcast shape either way
+            like = a if isinstance(a, torch.Tensor) else b
+            a, b = torch.broadcast_tensors(_t(a, like), _t(b, like))
         return a if c != 0 else b
     like = next(x for x in (a, b, c) if isinstance(x, torch.Tensor))
     return torch.where(c != 0, _t(a, like), _t(b, like))
@@ -66,8 +69,10 @@ def _lerp(a, b, w):
 
 
 def _clamp(x, lo, hi):
-    if isinstance(x, torch.Tensor):
-        return torch.clamp(x, min=_t(lo, x), max=_t(hi, x))
+    tensors = [v for v in (x, lo, hi) if isinstance(v, torch.Tensor)]
+    if tensors:
+        like = tensors[0]
+        return torch.clamp(_t(x, like), min=_t(lo, like), max=_t(hi, like))
     return float(min(max(x, lo), hi))
 
 

@@ -24,7 +24,7 @@ import sympy as sp
 
 from ..ir.fold import fold
 from ..ir.nodes import HYPER, STEP, Node, Rule, const, op, postorder, rebuild, use_counts
-from ..ir.ops import Kind
+from ..ir.ops import Kind, KindError
 
 # What is tried is fixed by the expression's size (so output never depends on machine
 # load); the time budget is only a safety net against a pathological expression, and a
@@ -110,8 +110,8 @@ class _Bridge:
         else:
             sym = sp.Symbol(f"_d{self.counter}", real=True)
             self.counter += 1
-        self.symbols[id(node)] = sym
         self.to_node[sym] = node
+        self.symbols[id(node)] = sym
         return sym
 
     def define(self, node: Node) -> None:
@@ -230,23 +230,44 @@ class _Bridge:
 
     # the search for a cheaper form
     def simplify(self, node: Node, deadline: float) -> Node:
-        try:
-            expr = self.to_sympy(node)
-        except _Unsupported:
+        """A cheaper equivalent of ``node`` found before ``deadline``, else ``node``.
+
+        Everything SymPy does here (building the expression included, which can be
+        slow on its own) runs under one alarm, so the budget holds for any spec.
+        """
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
             return node
-        best, best_cost = node, self._ir_cost(node, True)
-        for candidate in itertools.chain((expr,), _candidates(expr, deadline)):
-            try:
-                cost = _cost(candidate, self._host_symbols())
-                if cost < best_cost:
-                    best, best_cost = self.to_ir(candidate), cost
-            except _Unsupported:
-                continue
+        found = [node]
+        try:
+            with _time_limit(remaining):
+                self._search(node, deadline, found)
+        except _Timeout:
+            _TIMEOUTS.append(node.op)
+        except Exception:  # noqa: BLE001 - out of time, too deep, or SymPy failing on a definition
+            pass  # (e.g. Max of a non-comparable value): keep what was found so far, never fail the compile
+        best = found[-1]
         if best is not node and best.kind != node.kind:
             return node
         if best is not node and best.hint is None:
             best.hint = node.hint
         return best
+
+    def _search(self, node: Node, deadline: float, found: list[Node]) -> None:
+        """Append each cheaper form of ``node`` to ``found`` as it is found."""
+        try:
+            expr = self.to_sympy(node)
+        except _Unsupported:
+            return
+        best_cost = self._ir_cost(node, True)
+        for candidate in itertools.chain((expr,), _candidates(expr, deadline)):
+            try:
+                cost = _cost(candidate, self._host_symbols())
+                if cost < best_cost:
+                    found.append(self.to_ir(candidate))
+                    best_cost = cost
+            except (_Unsupported, KindError):  # e.g. sum(g - g) -> sum(0): no longer a tensor inside
+                continue
 
     def _ir_cost(self, node: Node, top: bool = False) -> float:
         """Per-element operations of ``node`` as it stands (definitions count as free)."""
@@ -300,31 +321,19 @@ def _chain(name: str, nodes: list[Node]) -> Node | None:
 
 
 def _candidates(expr: sp.Expr, deadline: float):
-    """Rewrites worth comparing, chosen by the expression's size alone."""
+    """Rewrites worth comparing, chosen by the expression's size alone (so the output never
+    depends on machine load); the caller's alarm (``_Bridge.simplify``) bounds the time, and
+    nothing is computed while the generator is suspended at a ``yield``."""
     size = sp.count_ops(expr)
     rewrites = [sp.factor_terms, sp.powsimp, sp.cancel] if size <= MAX_OPS_FOR_REWRITES else []
     if size <= MAX_OPS_FOR_SIMPLIFY and _can_interrupt():
         rewrites.append(sp.simplify)
     for fn in rewrites:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0.005:
-            _TIMEOUTS.append(fn.__name__)
-            return
-        result = _bounded(fn, expr, remaining)
-        if result is not None:
-            yield result  # outside the time limit: the alarm must never fire in the caller
-
-
-def _bounded(fn, expr: sp.Expr, seconds: float):
-    """``fn(expr)``, or None if it fails or runs out of time."""
-    try:
-        with _time_limit(seconds):
-            return fn(expr)
-    except _Timeout:
-        _TIMEOUTS.append(fn.__name__)
-        return None
-    except (sp.PolynomialError, TypeError, ValueError, RecursionError, AttributeError):
-        return None
+        try:
+            candidate = fn(expr)
+        except (sp.PolynomialError, TypeError, ValueError, RecursionError, AttributeError):
+            continue
+        yield candidate
 
 
 def _can_interrupt() -> bool:
@@ -338,16 +347,27 @@ def _time_limit(seconds: float):
         yield
         return
 
+    armed = [True]
+
     def on_alarm(signum, frame):
-        raise _Timeout()
+        if armed[0]:
+            raise _Timeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # and again every 50 ms: an exception raised while a gc callback or a __del__
+    # runs, or inside SymPy's own broad excepts, is swallowed; the next one is not
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.05)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while True:  # an alarm landing here must not skip the cleanup
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except _Timeout:
+                continue
 
 
 def _cost(expr: sp.Expr, host: set[sp.Symbol]) -> float:
