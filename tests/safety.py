@@ -37,7 +37,7 @@ ALLOWED_DECORATORS = {"staticmethod", "torch.no_grad()", "triton.jit"}
 TEMPLATE_STRINGS = {
     "(", ")", "[", "]", ", ", ": ", "Invalid ", " (must be in ", "Invalid state_dtype: ",
     " (a floating-point torch.dtype or its name)", "torch.", "beta", "betas", "step", "params", "param_groups",
-    "state", "state_dtype", "maximize", "foreach",
+    "state", "state_dtype", "maximize", "foreach", "placements", "train_mode",
 }
 
 
@@ -47,7 +47,11 @@ def _message_patterns(cls: str) -> list[re.Pattern]:
     return [re.compile(p) for p in (
         rf"{c} does not support sparse gradients",
         rf"{c} needs floating-point parameters, got ",
-        rf"{c} uses [a-z@, ]+, which need parameters with at least 2 dimensions; got one of shape ",
+        rf"{c} applies [A-Za-z0-9_@, ]+ to this parameter, which needs at least \d dimensions?; it has shape ",
+        rf"{c} reduces over whole tensors \([A-Za-z0-9_@, ]+\), but this parameter of shape ",
+        r" is a DTensor shard \(placements ",
+        rf"\): the reduction would see this shard alone; give {c} unsharded \(replicated\) parameters",
+        rf"{c}\.step\(\) was called in eval mode: call optimizer\.train\(\) first",
         rf"Invalid {name}: ",
         rf" \(one of {name}(, {name})*\)",
         r"betas must have \d+ values, got ",

@@ -39,10 +39,11 @@ ROUNDTRIP = settings.get_profile("optdsl-roundtrip")
 
 # The contextual lexer reads most keywords as names where a name may stand
 # ("x = tensor", "optimizer on"); these words are literals wherever they stand,
-# and these start a declaration, so no tree the parser builds has them there.
+# and these start a declaration (an `on` block too), so no tree the parser builds
+# has them as an assignment's target.
 LITERAL_WORDS = {"inf", "true", "false"}
-DECLARATION_WORDS = {"hyper", "state", "use"}
-KEYWORDS = ["optimizer", "variant", "on", "in", "scalar", "tensor", "hyper", "state", "use"]
+DECLARATION_WORDS = {"hyper", "state", "use", "on"}
+KEYWORDS = ["optimizer", "variant", "on", "in", "scalar", "tensor", "row", "col", "when", "hyper", "state", "use"]
 
 names = st.one_of(
     st.sampled_from(["p", "g", "t", "m", "v", "lr", "beta1", "x_1", "A", "sqrt", "numel", "inf_x", "true1", "infinity", *KEYWORDS]),

@@ -14,14 +14,14 @@ import torch
 
 from optdsl.backends.triton_backend import render
 from optdsl.compiler import from_text, lower, source_hash
-from optdsl.ir.evaluate import evaluate_step
+from optdsl.ir.evaluate import evaluate_event
 from optdsl.ir.nodes import postorder
 from optdsl.ir.ops import OPS
 from optdsl.passes import NO_SYMPY, PIPELINE, run_passes
 from optdsl.runtime.cache import cache_dir, import_file, write_atomic
 from triton_harness import count_launches, make_params
 
-from op_specs import SPECS
+from op_specs import SPECS, param_groups, reference_step
 
 
 def _rule(source: str, passes):
@@ -39,7 +39,8 @@ def _optimizer_class(rule, source: str, tag: str):
 def test_specs_cover_every_op():
     used = set()
     for source, _ in SPECS.values():
-        used |= {n.op for n in postorder(_rule(source, NO_SYMPY).roots())}
+        rule = _rule(source, NO_SYMPY)
+        used |= {n.op for n in postorder(rule.roots())} | {r.op for r in rule.reductions}
     assert set(OPS) - used == set()
 
 
@@ -52,20 +53,33 @@ def test_ops_match_ir_interpreter(name, pipeline):
     params = make_params(shapes)
     ref = [p.detach().double().cpu() for p in params]
     ref_states = [{} for _ in params]
-    opt = cls(params, lr=1e-2)
+    opt = cls(param_groups(params, name), lr=1e-2)
     gen = torch.Generator().manual_seed(3)
     with count_launches(cls) as launches:
         for step in range(1, 6):
-            for i, p in enumerate(params):
-                grad = torch.randn(p.shape, generator=gen)
+            grads = [torch.randn(p.shape, generator=gen) for p in params]
+            for p, grad in zip(params, grads):
                 p.grad = grad.to(p.device)
-                ref[i], ref_states[i] = evaluate_step(rule, ref[i], grad.double(), step, ref_states[i], {"lr": 1e-2})
+            ref, ref_states = reference_step(rule, ref, [g.double() for g in grads], step, ref_states, name)
             opt.step()
-    assert len(launches) == 5 * len(cls.__module__ and __import__("sys").modules[cls.__module__]._KERNELS)
+    groups = len(param_groups(params, name))
+    assert len(launches) == 5 * groups * len(__import__("sys").modules[cls.__module__]._KERNELS)
+    _assert_close(opt, params, ref, ref_states)
+    for event in ("eval", "train") if rule.events else ():
+        getattr(opt, event)()
+        hypers = [{"lr": group.get("lr", 1e-2)} for group in param_groups(list(range(len(params))), name)
+                  for _ in group["params"]]
+        ref = [evaluate_event(rule, event, r, 5, st, h)[0] for r, st, h in zip(ref, ref_states, hypers)]
+        _assert_close(opt, params, ref, ref_states)
+
+
+def _assert_close(opt, params, ref, ref_states) -> None:
     for p, r, st in zip(params, ref, ref_states):
         scale = r.abs().max().clamp_min(1e-12)
         assert ((p.detach().double().cpu() - r).abs().max() / scale).item() <= 1e-5
-        for s in rule.states:
-            ours = opt.state[p][s.name].double().cpu()
-            want = st[s.name]
-            assert ((ours - want).abs().max() / want.abs().max().clamp_min(1e-6)).item() <= 1e-5, s.name
+        assert set(opt.state[p]) - {"step"} == set(st), "the states the parameter has"
+        for name, want in st.items():
+            ours = torch.as_tensor(opt.state[p][name]).double().cpu()
+            want = torch.as_tensor(want).double()
+            assert ours.shape == want.shape, name
+            assert ((ours - want).abs().max() / want.abs().max().clamp_min(1e-6)).item() <= 1e-5, name

@@ -82,7 +82,7 @@ def interval(node: Node, rule: Rule, cache: dict | None = None) -> Interval:
 def _leaf_interval(node: Node, rule: Rule, cache: dict) -> Interval:
     if node.op == "const":
         return Interval(node.attr, node.attr) if isinstance(node.attr, float) else EVERYTHING
-    if node.op in ("numel", "rows", "cols"):
+    if node.op in ("numel", "rows", "cols", "channels"):
         return Interval(1.0, INF)
     if node.op == "ndim":
         return Interval(0.0, INF)
@@ -199,6 +199,65 @@ HELPERS: dict[str, str] = {
     "_sign": '''def _sign(x):
     """-1.0, 0.0 or 1.0."""
     return float((x > 0) - (x < 0))''',
+    "_total_norm": '''def _total_norm(parts):
+    """The L2 norm over tensors, from each tensor's norm: a float (0 without tensors)."""
+    if not parts:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([x.to(parts[0].device) for x in parts])))''',
+    "_total_sum": '''def _total_sum(parts):
+    """The sum over tensors, from each tensor's sum: a float (0 without tensors)."""
+    if not parts:
+        return 0.0
+    return float(torch.stack([x.to(parts[0].device) for x in parts]).sum())''',
+    "_total_max": '''def _total_max(parts):
+    """The maximum over tensors, from each tensor's maximum: a float (-inf without tensors)."""
+    if not parts:
+        return -math.inf
+    return float(torch.stack([x.to(parts[0].device) for x in parts]).amax())''',
+    "_shape_scalar": '''def _shape_scalar(x, which):
+    """numel, rows, cols, ndim or channels (which = 0 to 4) of x, as the rule sees them."""
+    if which == 0:
+        return x.numel()
+    if which == 1:
+        return x.shape[-2] if x.dim() >= 2 else 1
+    if which == 2:
+        return x.shape[-1] if x.dim() >= 1 else 1
+    if which == 3:
+        return x.dim()
+    return x.shape[0] if x.dim() >= 1 else 1''',
+    "_shard_placements": '''def _shard_placements(x):
+    """The placements of a DTensor sharded over some mesh dimension (as FSDP2 shards parameters), else None."""
+    if hasattr(x, "placements") and any(placement.is_shard() for placement in x.placements):
+        return tuple(x.placements)
+    return None''',
+    "_channels": '''def _channels(x):
+    """x as (channels, rest): one row per index of its first dimension (x.view(x.size(0), -1))."""
+    if x.dim() < 1:
+        raise ValueError(f"a channel reduction needs a tensor with a first dimension, got shape {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1)''',
+    "_per_channel": '''def _per_channel(values, x):
+    """One value per channel of x, at every element of x."""
+    return torch.broadcast_to(values.reshape((x.shape[0],) + (1,) * (x.dim() - 1)), x.shape).contiguous()''',
+    "_newton_schulz": '''def _newton_schulz(x, steps, a, b, c, bf16):
+    """Newton-Schulz iterations on the matrix view of x (x itself if 2-D, its first dimension by
+    the rest if more), in bfloat16 if bf16: with A = X X^T, X <- a X + (b A + c A A) X, on the
+    wide orientation (transposed while it has more rows than columns)."""
+    if x.dim() < 2:
+        raise ValueError(f"newton_schulz needs a tensor with at least 2 dimensions, got shape {tuple(x.shape)}")
+    if steps != int(steps) or steps < 0:
+        raise ValueError(f"newton_schulz takes a whole number of steps, got {steps}")
+    m = x.reshape(x.shape[0], -1)
+    m = m.bfloat16() if bf16 else m
+    tall = m.shape[0] > m.shape[1]
+    if tall:
+        m = m.mT
+    for _ in range(int(steps)):
+        gram = m @ m.mT
+        update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        m = torch.addmm(m, update, m, beta=a)
+    if tall:
+        m = m.mT
+    return m.reshape(x.shape).to(x.dtype, copy=True)''',
 }
 
 

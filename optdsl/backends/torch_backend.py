@@ -16,17 +16,20 @@ import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HOST, HYPER, Node, Rule, postorder
-from ..ir.ops import Kind
+from ..ir.nodes import HOST, HYPER, REDUCED, Node, Rule, postorder
+from ..ir.ops import GROUPS, Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import Schedule, schedule
 from .pyexpr import HELPERS, PyPrinter, fits_float16, interval, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
+from .torch_init import InitWriter
+from .torch_reduce import ReductionWriter
 
 TEMPLATE = "torch_optimizer.py.j2"
 BASE_NAMES = {
     "self", "torch", "math", "group", "params", "states", "state", "param", "grads", "grad", "dtype",
-    "p", "g", "t", "closure", "loss", "buckets", "key", "x", "numel", "rows", "cols", "ndim",
+    "p", "g", "t", "closure", "loss", "buckets", "key", "x", "numel", "rows", "cols", "ndim", "channels",
+    "reduced", "values", "groups",
 }
 
 
@@ -89,45 +92,28 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
     extra constructor-argument lines for the class docstring.
     """
     betas = beta_names(rule)
-    used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
     taken = set(BASE_NAMES) | {h.name for h in rule.hypers} | {s.name for s in rule.states}
-    taken |= {n for n, _ in rule.host}
-    sched = schedule(rule, taken)
-    taken |= set(sched.names.values())
-
+    taken |= {n for n, _ in rule.host} | {r.name for r in rule.reductions}
     helpers: set[str] = set()
-    host_printer = PyPrinter(rule, helpers=helpers)
-    group_host = [(n, v) for n, v in rule.host if v.kind == Kind.GROUP]
-    shape_host = [(n, v) for n, v in rule.host if v.kind == Kind.SHAPE]
-    host_lines = [f"{name} = {host_printer.expr(node)}" for name, node in group_host]
-
-    per_tensor = needs_per_tensor(rule)
-    foreach_lines: list[str] = []
-    if not per_tensor:
-        emitter = TorchEmitter(rule, sched, foreach=True, taken=set(taken), indent="")
-        foreach_lines = emitter.emit()
-        helpers |= emitter.host_printer.helpers
-    single = TorchEmitter(rule, sched, foreach=False, taken=set(taken), indent="")
-    single_lines = single.emit()
-    helpers |= single.host_printer.helpers
-
-    tensor_states = [s.name for s in rule.states if s.shape == "tensor"]
-    prologue = [f"{s} = state[\"{s}\"] if state[\"{s}\"].dtype == dtype else state[\"{s}\"].to(dtype)" for s in tensor_states]
-    prologue += [
-        f"{s.name} = state[\"{s.name}\"]{'.item()' if s.on_host else ''}" for s in rule.states if s.shape == "scalar"
-    ]
-    shapes_used = {n.op for n in postorder(rule.roots()) if n.op in ("numel", "rows", "cols", "ndim")}
-    prologue += _shape_lines(shapes_used)
-    prologue += host_state_lines(rule, shape_host, host_printer)
-    fit_group, fit_shape = _unbounded_scalars(rule)
-    fit_lines = [_fit_line(fit_group)] if fit_group else []
-    prologue += [_fit_line(fit_shape)] if fit_shape else []
-    if fit_group or fit_shape:
+    main = update_body(rule, taken, helpers, betas, uses_grad=True)
+    events = []
+    for method in ("train", "eval"):
+        sub = rule.event(method)
+        if rule.events:
+            body = update_body(sub, taken, helpers, betas, uses_grad=False) if sub is not None else None
+            events.append(dict(method=method, body=body, doc=_event_doc(rule, method, sub)))
+    fit_group = main.pop("fit_group")
+    if fit_group or main.pop("fit_shape"):
         helpers.add("_fit")
+    for e in events:
+        if e["body"] and (e["body"].pop("fit_group") or e["body"].pop("fit_shape")):
+            helpers.add("_fit")
 
-    init_lines = _init_lines(rule, helpers)
-    hyper_lines = _hyper_lines(rule, used | _init_hypers(rule), betas)
-    first_state = next((s for s in tensor_states), None)
+    init = InitWriter(rule, helpers, set(BASE_NAMES), _shape_lines, lambda r, names: _hyper_lines(r, names, betas))
+    setup_lines, check_lines, init_lines = init.lines()
+    reduce_lines = ReductionWriter(rule, helpers, betas).lines() if rule.reductions else []
+    always = [s.name for s in rule.states if s.shape != "scalar" and s.when is None]
+    first_state = always[0] if always else None
     return dict(
         module_doc=docstring_literal(_module_doc(rule, spec_hash, imports)),
         cls=rule.name,
@@ -139,16 +125,105 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         beta_names=betas,
         default_keys=_default_keys(rule, betas),
         checks=_checks(rule, betas),
+        setup_lines=setup_lines,
+        check_lines=check_lines,
         init_lines=init_lines,
+        lazy_states=any(s.when is not None for s in rule.states),
         state_dtype_expr=f'state["{first_state}"].dtype' if first_state else "None",
         state_dtype_of_bucket=f'states[0]["{first_state}"].dtype' if first_state else "self._state_dtype(group, params[0])",
-        hyper_lines=hyper_lines,
+        main=main,
+        events=events,
+        reductions=bool(rule.reductions),
+        reduction_names=[_reduction_text(r) for r in rule.reductions],
+        reduce_lines=reduce_lines,
+        # what the Triton template reads directly
+        hyper_lines=main["hyper_lines"],
+        host_lines=main["host_lines"],
+        tensor_states=main["tensor_states"],
+    )
+
+
+def _reduction_text(r) -> str:
+    from ..ir.printer import expr_text
+
+    return f"{r.op}({expr_text(r.arg)})"
+
+
+def _event_doc(rule: Rule, method: str, sub: Rule | None) -> str:
+    other = "eval" if method == "train" else "train"
+    if sub is None:
+        return f"Switch to {method} mode (the rule has no 'on {method}' block: parameters are left as they are)."
+    changed = ", ".join(name for name, _ in sub.outputs if not (name != "p" and _keeps(sub, name)))
+    return (f"Switch from {other} to {method} mode: run the rule's 'on {method}' block on every parameter "
+            f"that has stepped (it sets {changed}).")
+
+
+def _keeps(rule: Rule, name: str) -> bool:
+    node = rule.output(name)
+    return node.op == "input" and node.name == name
+
+
+def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str], uses_grad: bool) -> dict:
+    """The lines of one update method (a step's ``_update``, or an ``on`` block's) for ``rule``."""
+    taken = set(taken) | {n for n, _ in rule.host}
+    sched = schedule(rule, taken)
+    taken |= set(sched.names.values())
+    used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
+    host_printer = PyPrinter(rule, helpers=helpers)
+    group_host = [(n, v) for n, v in rule.host if v.kind == Kind.GROUP]
+    shape_host = [(n, v) for n, v in rule.host if v.kind == Kind.SHAPE]
+    host_lines = [f"{name} = {host_printer.expr(node)}" for name, node in group_host]
+
+    foreach_lines: list[str] = []
+    if not needs_per_tensor(rule):
+        emitter = TorchEmitter(rule, sched, foreach=True, taken=set(taken), indent="")
+        foreach_lines = emitter.emit()
+        helpers |= emitter.host_printer.helpers
+    single = TorchEmitter(rule, sched, foreach=False, taken=set(taken), indent="")
+    single_lines = single.emit()
+    helpers |= single.host_printer.helpers
+
+    tensor_states = [s.name for s in rule.states if s.shape != "scalar"]
+    prologue = []
+    for s in rule.states:
+        if s.shape == "scalar":
+            prologue.append(f"{s.name} = state[\"{s.name}\"]{'.item()' if s.on_host else ''}")
+        elif s.when is not None:
+            prologue.append(f'{s.name} = _get(state, "{s.name}", dtype)')
+        else:
+            prologue.append(f"{s.name} = state[\"{s.name}\"] if state[\"{s.name}\"].dtype == dtype else state[\"{s.name}\"].to(dtype)")
+    shapes_used = {n.op for n in postorder(rule.roots()) if n.op in GROUPS["shape"]}
+    prologue += _shape_lines(shapes_used)
+    prologue += host_state_lines(rule, shape_host, host_printer)
+    fit_group, fit_shape = _unbounded_scalars(rule)
+    prologue += [_fit_line(fit_shape)] if fit_shape else []
+    written = {name for name, _ in rule.outputs}
+    epilogue = []
+    for s in rule.states:
+        if s.shape == "scalar" or s.name not in written:
+            continue
+        test = f"{s.name} is not state[\"{s.name}\"]"
+        if s.when is not None:
+            test = f"{s.name} is not None and {test}"
+        epilogue += [f"if {test}:", f"    state[\"{s.name}\"].copy_({s.name})"]
+    reads = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == REDUCED}
+    reduced_lines = []
+    if rule.reductions:
+        names = [r.name for r in rule.reductions]
+        reduced_lines = [f"{', '.join(names)}{',' if len(names) == 1 else ''} = reduced"] if reads else []
+    return dict(
+        hyper_lines=_hyper_lines(rule, used, betas),
+        reduced_lines=reduced_lines,
         host_lines=host_lines,
-        fit_lines=fit_lines,
+        fit_lines=[_fit_line(fit_group)] if fit_group else [],
+        fit_group=fit_group,
+        fit_shape=fit_shape,
         foreach_lines=foreach_lines,
         tensor_states=tensor_states,
-        per_tensor_prologue=prologue,
+        prologue=prologue,
         single_lines=single_lines,
+        epilogue=epilogue,
+        uses_grad=uses_grad,
     )
 
 
@@ -207,8 +282,9 @@ def _shape_lines(used: set[str], p: str = "p") -> list[str]:
         "rows": f"rows = {p}.shape[-2] if {p}.dim() >= 2 else 1",
         "cols": f"cols = {p}.shape[-1] if {p}.dim() >= 1 else 1",
         "ndim": f"ndim = {p}.dim()",
+        "channels": f"channels = {p}.shape[0] if {p}.dim() >= 1 else 1",
     }
-    return [spell[s] for s in ("numel", "rows", "cols", "ndim") if s in used]
+    return [spell[s] for s in GROUPS["shape"] if s in used]
 
 
 def _init_hypers(rule: Rule) -> set[str]:
@@ -271,65 +347,6 @@ def _checks(rule: Rule, betas: list[str]) -> list[str]:
             ref_single = ref.replace('"', "'")
             lines.append(f'    raise ValueError(f"Invalid {h.name}: {{{ref_single}!r}} (one of {options.replace(chr(34), "")})")')
     return lines
-
-
-def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
-    """Code creating each state for a parameter, from its initializer expression."""
-    lines: list[str] = _rank_check(rule)
-    hypers = {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input" and n.attr[0] == HYPER}
-    betas = beta_names(rule)
-    lines += _hyper_lines(rule, hypers, betas)
-    reads = {n.name for s in rule.states for n in postorder([s.init]) if n.op == "input"}
-    if "p" in reads:
-        lines.append("p = param")
-    if "g" in reads:
-        lines.append("g = param.grad")
-    shapes = {n.op for s in rule.states for n in postorder([s.init]) if n.op in ("numel", "rows", "cols", "ndim")}
-    lines += _shape_lines(shapes, "param")
-    printer = PyPrinter(rule, helpers=helpers)
-    emitter = TorchEmitter(rule, Schedule([], {}, {}), foreach=False, taken=set(BASE_NAMES), indent="")
-    for s in rule.states:
-        init = s.init
-        if s.shape == "tensor" and init.op == "const" and init.attr == 0.0:
-            lines.append(f'state["{s.name}"] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)')
-        elif s.shape == "tensor" and init.kind <= Kind.SHAPE:
-            lines.append(
-                f'state["{s.name}"] = torch.full_like(param, {printer.expr(init)}, dtype=dtype, '
-                "memory_format=torch.preserve_format)"
-            )
-        elif s.on_host:
-            lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), dtype=dtype)')
-        elif init.kind <= Kind.SHAPE:
-            lines.append(f'state["{s.name}"] = torch.tensor(float({printer.expr(init)}), device=param.device)')
-        else:
-            value = emitter.value(init)
-            lines += emitter.lines
-            emitter.lines.clear()
-            if s.shape == "tensor":
-                lines.append(f'state["{s.name}"] = torch.broadcast_to({value.code}, param.shape).to(dtype, copy=True)')
-            else:
-                lines.append(f'state["{s.name}"] = {value.code}.to(torch.float32, copy=True)')
-    helpers |= emitter.host_printer.helpers
-    return lines
-
-
-_NEEDS_MATRIX = {"transpose": "transpose", "matmul": "@", **{f"col{r}": f"col{r}" for r in ("sum", "mean", "norm", "rms", "max")}}
-
-
-def _rank_check(rule: Rule) -> list[str]:
-    """A clear error for a parameter the rule's column reductions or matrix ops cannot apply to.
-
-    ``_init_state`` runs once for every parameter before its first update, so the
-    check costs nothing per step.
-    """
-    used = sorted({_NEEDS_MATRIX[n.op] for n in postorder(rule.roots()) if n.op in _NEEDS_MATRIX})
-    if not used:
-        return []
-    return [
-        "if param.dim() < 2:",
-        f'    raise ValueError(f"{rule.name} uses {", ".join(used)}, which need parameters with at least 2 '
-        f'dimensions; got one of shape {{tuple(param.shape)}}")',
-    ]
 
 
 def _module_doc(rule: Rule, spec_hash: str, imports: str = "torch") -> str:

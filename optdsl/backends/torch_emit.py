@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..ir import guards as G
 from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule
 from ..ir.ops import COMPARE_SYMBOLS, GROUPS, Kind
 from ..ir.schedule import Schedule
@@ -54,6 +55,17 @@ REDUCE = {
     "colmax": "{0}.amax(-2, keepdim=True)",
     "matmul": "{0} @ {1}",
     "transpose": "{0}.mT.clone()",
+    "chansum": "_per_channel(_channels({0}).sum(1), {0})",
+    "chanmean": "_per_channel(_channels({0}).mean(1), {0})",
+    "channorm": "_per_channel(torch.linalg.vector_norm(_channels({0}), dim=1), {0})",
+    "chanrms": "_per_channel(_channels({0}).square().mean(1).sqrt(), {0})",
+    "chanmax": "_per_channel(_channels({0}).amax(1), {0})",
+    "newton_schulz": "_newton_schulz({0}, {1}, {2}, {3}, {4}, {5})",
+}
+# module helpers each REDUCE template needs (backends/pyexpr.HELPERS)
+REDUCE_HELPERS = {
+    **{f"chan{r}": ("_channels", "_per_channel") for r in ("sum", "mean", "norm", "rms", "max")},
+    "newton_schulz": ("_newton_schulz",),
 }
 
 
@@ -61,11 +73,13 @@ def needs_per_tensor(rule: Rule) -> bool:
     """Whether the rule can only run one tensor at a time (reductions, shapes, matrices, scalars)."""
     from ..ir.nodes import postorder
 
-    per_tensor_groups = set(GROUPS["reduce"]) | set(GROUPS["axis_reduce"]) | set(GROUPS["matrix"]) | set(GROUPS["shape"])
-    for node in postorder(rule.roots()):
+    per_tensor_groups = (set(GROUPS["reduce"]) | set(GROUPS["axis_reduce"]) | set(GROUPS["chan_reduce"])
+                         | set(GROUPS["matrix"]) | set(GROUPS["shape"]))
+    roots = [n for _, n in rule.host] + [n for _, n in rule.outputs] + [s.init for s in rule.states]
+    for node in postorder(roots):
         if node.op in per_tensor_groups or node.kind in (Kind.SHAPE, Kind.SCALAR):
             return True
-    return any(s.shape == "scalar" for s in rule.states)
+    return any(s.shape != "tensor" or s.when is not None for s in rule.states)
 
 
 @dataclass
@@ -140,6 +154,7 @@ class TorchEmitter:
         self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
         self.written: set[str] = set()
         self._spans: dict[int, tuple[bool, bool, bool]] = {}
+        self.guards = G.compute([(n, G.TRUE) for _, n in rule.outputs], dict(rule.host))
 
     def spans(self, node: Node) -> tuple[bool, bool, bool]:
         """Whether ``node``'s value spans the parameter's last dim, its second-to-last dim, and its rank.
@@ -154,7 +169,7 @@ class TorchEmitter:
             if node.kind <= Kind.SCALAR:
                 hit = (False, False, False)
             elif node.op == "input":
-                hit = (True, True, True)
+                hit = self.buffer_spans(node.name) if node.role == STATE else (True, True, True)
             else:
                 a = [self.spans(x) for x in node.args]
                 if node.op in ROW_REDUCE:
@@ -165,10 +180,20 @@ class TorchEmitter:
                     hit = (a[0][1], a[0][0], a[0][2])
                 elif node.op == "matmul":
                     hit = (a[1][0], a[0][1], a[0][2] or a[1][2])
+                elif node.op in REDUCE_HELPERS:  # channel reductions and newton_schulz keep their argument's shape
+                    hit = a[0]
                 else:  # elementwise: broadcasting
                     hit = _union(*a)
             self._spans[id(node)] = hit
         return hit
+
+    def buffer_spans(self, name: str) -> tuple[bool, bool, bool]:
+        """What a buffer spans: p and tensor states all of p's dimensions, row states all but
+        the last, column states all but the second-to-last."""
+        if name == "p":
+            return (True, True, True)
+        shape = self.rule.state(name).shape
+        return {"row": (False, True, True), "col": (True, False, True)}.get(shape, (True, True, True))
 
     def term_spans(self, t: Term) -> tuple[bool, bool, bool]:
         return _union(*(self.spans(n) for n in t.num + t.den))
@@ -210,6 +235,10 @@ class TorchEmitter:
     def emit(self) -> list[str]:
         for st in self.sched.statements:
             if st.kind == "temp":
+                guard = self.guards[st.node]
+                if guard != G.TRUE:  # a value only some branches read: computed where they run
+                    self.line(f"if {self.guard_condition(guard)}:")
+                    self.indent += "    "
                 start = len(self.lines)
                 created = set(self.taken)
                 v = self.value(st.node, top=True)
@@ -221,6 +250,8 @@ class TorchEmitter:
                     self._rename(start, v.code, st.name)  # the fresh temporary takes the value's name
                 elif v.code != st.name:
                     self.line(f"{st.name} = {v.code}")
+                if guard != G.TRUE:
+                    self.indent = self.indent[:-4]
                 self.taken.add(st.name)
                 self.bound[id(st.node)] = st.name
             elif st.kind == "write":
@@ -230,6 +261,9 @@ class TorchEmitter:
             else:  # copy
                 self.line(self.d.copy(st.buffer, st.name))
         return self.lines
+
+    def guard_condition(self, guard) -> str:
+        return G.condition_text(guard, self.guards, self.host_condition)
 
     def _rename(self, start: int, old: str, new: str) -> None:
         pattern = re.compile(rf"\b{re.escape(old)}\b")
@@ -251,7 +285,9 @@ class TorchEmitter:
             v = self.value(node, top=True)
             self.line(f"{buffer}.copy_({v.code})")
             return None
-        partial = self.spans(node) != (True, True, True)
+        if self._is_old(node, buffer):
+            return None  # the buffer keeps its value (a state that does not exist here may be absent)
+        partial = self.spans(node) != self.buffer_spans(buffer)
         if id(node) in self.bound:
             self.line(self.d.copy(buffer, self.bound[id(node)]))
             return self.bound[id(node)] if partial else None
@@ -693,17 +729,25 @@ class TorchEmitter:
             return self._each(node)
         if o in COMPARE_FN:
             return self._each(node, is_bool=True)
-        if o in REDUCE:  # axis reductions and matrix ops give tensors
-            args = [self.tensor(x).code for x in a]
-            return Val(self.assign(self.d.each(REDUCE[o], args)), owned=True)
+        if o in REDUCE:  # axis and channel reductions and matrix ops give tensors
+            self.host_printer.helpers.update(REDUCE_HELPERS.get(o, ()))
+            args = [self.tensor(x).code if x.kind == Kind.TENSOR else self.host_code(x) for x in a]
+            tensors = [c for x, c in zip(a, args) if x.kind == Kind.TENSOR]
+            hosts = {f"h{i}": _braces(c) for i, (x, c) in enumerate(zip(a, args)) if x.kind != Kind.TENSOR}
+            template = REDUCE[o].format(*(["{%d}" % i for i in range(len(tensors))] + [f"{{{k}}}" for k in hosts]))
+            return Val(self.assign(self.d.each(template, tensors, hosts)), owned=True)
         raise AssertionError(f"torch backend has no rule for {o}")  # pragma: no cover
 
     def _host_where(self, node: Node) -> Val:
         _, a, b = node.args
         full = (True, True, True)
-        if (full if a.kind <= Kind.SHAPE else self.spans(a)) != (full if b.kind <= Kind.SHAPE else self.spans(b)):
-            # branches of different shapes (an axis reduction, a 0-d scalar): the value has
-            # their broadcast shape whichever is chosen, as torch.where gives it
+        a_spans = full if a.kind <= Kind.SHAPE else self.spans(a)
+        b_spans = full if b.kind <= Kind.SHAPE else self.spans(b)
+        if a_spans != b_spans and not self.d.foreach:
+            # branches of different shapes (an axis reduction, a 0-d scalar): only the branch taken
+            # is computed, then broadcast to the shape the value has whichever is taken
+            return self._broadcast_where(node, _union(a_spans, b_spans))
+        if a_spans != b_spans:  # foreach: a host number beside a tensor list (tensor() fills it)
             cond = f"p.new_full((), bool({self.host_condition(node.args[0])}), dtype=torch.bool)"
             args = [self.tensor(x).code if x.kind == Kind.TENSOR else
                     self.scalar(x) if x.kind == Kind.SCALAR else f"float({self.host_code(x)})" for x in (a, b)]
@@ -725,6 +769,26 @@ class TorchEmitter:
         self._nested(branch(node.args[2]))
         same_shape = self.spans(node.args[1]) == self.spans(node.args[2])
         return Val(name, owned=same_shape and all(v.owned for v in results), stable=all(v.stable for v in results))
+
+    def _broadcast_where(self, node: Node, spans) -> Val:
+        name = self.fresh("sel")
+        shape = _shape_code(spans)
+        self.line(f"if {self.host_condition(node.args[0])}:")
+
+        def branch(arg):
+            def run():
+                if arg.kind <= Kind.SHAPE:
+                    code = f"p.new_full({shape}, float({self.host_code(arg)}))"
+                else:
+                    code = f"torch.broadcast_to({self.numeric(self.value(arg)).code}, {shape})"
+                self.line(f"{name} = {code}")
+
+            return run
+
+        self._nested(branch(node.args[1]))
+        self.line("else:")
+        self._nested(branch(node.args[2]))
+        return Val(name, owned=False, stable=True)
 
     def _each(self, node: Node, is_bool: bool = False) -> Val:
         """Per-tensor expression (a list comprehension in foreach mode) for ops torch has no foreach of."""
@@ -777,6 +841,20 @@ class TorchEmitter:
 def _union(*spans: tuple[bool, bool, bool]) -> tuple[bool, bool, bool]:
     """The extent of a broadcast result: what any operand spans."""
     return tuple(any(s[i] for s in spans) for i in range(3)) if spans else (False, False, False)
+
+
+def _shape_code(spans: tuple[bool, bool, bool]) -> str:
+    """The shape (code, per tensor) of a value spanning ``spans`` of the parameter ``p``."""
+    last, second, rank = spans
+    if not rank:
+        return "()"
+    if last and second:
+        return "p.shape"
+    if second:
+        return "(*p.shape[:-1], 1)"
+    if last:
+        return "(*p.shape[:-2], 1, p.shape[-1])"
+    return "(*p.shape[:-2], *(1,) * min(p.dim(), 2))"
 
 
 def _braces(code: str) -> str:

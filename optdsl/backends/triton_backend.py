@@ -12,11 +12,13 @@ parameters) run the torch code in the same module.
 from __future__ import annotations
 
 from ..ir.nodes import HYPER, Node, Rule, postorder
-from ..ir.ops import Kind
+from ..ir import guards as G
+from ..ir.ops import GROUPS, Kind
 from ..ir.printer import expr_text
 from ..ir.schedule import schedule
 from . import triton_functions
 from .pyexpr import HELPERS, PyPrinter
+from .torch_init import inline_host
 from .torch_backend import (
     _environment, _shape_lines, beta_names, docstring_literal, host_state_lines, template_context,
 )
@@ -56,7 +58,7 @@ def render(rule: Rule, spec_hash: str) -> str:
         first_kernel=kernels[0].name,
         kernel_names=[k.name for k in kernels],
         fused_lines=fused,
-        scalar_states=[s.name for s in rule.states if s.shape == "scalar"],
+        table_states=[b for b in layout.rows if b not in ("p", "g", "step")],
         host_states=layout.host_states,
     )
     return _environment().get_template(TEMPLATE).render(**context)
@@ -106,6 +108,7 @@ class FusedLauncher:
         self.helpers = helpers
         self.taken = set(layout.taken)
         self.out: list[str] = []
+        self._guards: G.Guards | None = None
 
     def lines(self) -> list[str]:
         n = self.n
@@ -125,6 +128,8 @@ class FusedLauncher:
             if kp.torch_before:
                 self._torch_ops(kp.torch_before)
             self._launch(by_kernel[kp.index])
+        if self.plan.commits:
+            self._commits()
         for j, (name, _) in enumerate(self.L.scalar_outputs):
             copy = (f"torch._foreach_copy_([state[\"{name}\"] for state in states], "
                     f"list({n['scalars_out']}[{j}].unbind(0)))")
@@ -144,15 +149,19 @@ class FusedLauncher:
         return args
 
     def _is_host_arg(self, name: str) -> bool:
-        return name == "t" or name in {h.name for h in self.rule.hypers} or name in dict(self.rule.host)
+        names = {h.name for h in self.rule.hypers} | {r.name for r in self.rule.reductions}
+        return name == "t" or name in names or name in dict(self.rule.host)
 
     def _host_values(self) -> None:
         n = self.n
         rule = self.rule
         args = self._scalar_args()
+        reductions = [r.name for r in rule.reductions]
+        if reductions:
+            self.out.append(f"{', '.join(reductions)}{',' if len(reductions) == 1 else ''} = reduced")
         self.out.append('if group["capturable"]:')
-        values = ", ".join(self._device_value(h) for h in rule.hypers)
-        hyper_values = f"_device_values([{values}], {n['device']})" if rule.hypers else f"{n['tables']}.meta"
+        values = ", ".join([self._device_value(h) for h in rule.hypers] + reductions)
+        hyper_values = f"_device_values([{values}], {n['device']})" if values else f"{n['tables']}.meta"
         self.out.append(f"    {n['hyper_values']} = {hyper_values}")
         self.out.append(f"    {n['shape_values']} = {n['tables']}.meta  # unused: the kernels compute shape values")
         if args:
@@ -193,7 +202,7 @@ class FusedLauncher:
         shape_host = [(name, node) for name, node in self.rule.host if node.kind == Kind.SHAPE]
         if not self.L.shape_columns:
             return [f"{n['shape_values']} = {n['tables']}.meta  # unused: no shape values"]
-        used = {x.op for _, v in shape_host for x in postorder([v]) if x.op in ("numel", "rows", "cols", "ndim")}
+        used = {x.op for _, v in shape_host for x in postorder([v]) if x.op in GROUPS["shape"]}
         lines = [f"{n['shape_rows']} = []", "for p, state in zip(params, states):"]
         lines += [f'    {s} = state["{s}"].item()' for s in self.L.host_states]
         lines += ["    " + line for line in _shape_lines(used)]
@@ -220,8 +229,8 @@ class FusedLauncher:
             self.out.append(f"{n['scratch']} = torch.empty(({len(plan.scratch_row)}, {n['tables']}.total), {f32})")
         if self.L.scalar_outputs:
             self.out.append(f"{n['scalars_out']} = torch.empty(({len(self.L.scalar_outputs)}, {n['tables']}.n), {f32})")
-        states = self.L.tensor_states()
-        state_dtype = f'states[0]["{states[0]}"].dtype' if states else "torch.float32"
+        states = [s.name for s in self.rule.states if s.shape != "scalar" and s.when is None]
+        state_dtype = f'states[0]["{states[0]}"].dtype' if states else "self._state_dtype(group, params[0])"
         self.constexprs = {
             "P_DTYPE": "_TL_DTYPES[params[0].dtype]",
             "S_DTYPE": f"_TL_DTYPES[{state_dtype}]",
@@ -257,19 +266,70 @@ class FusedLauncher:
         self.out.append(")")
 
     def _torch_ops(self, ops: list[Node]) -> None:
-        """Axis reductions and matrix ops, one tensor at a time, into scratch rows the kernels read."""
+        """Axis and channel reductions and matrix ops, one tensor at a time, into scratch rows the kernels
+        read; each only for the tensors whose branch needs it (its guard: ``ir.guards``)."""
         n = self.n
         tables = n["tables"]
         self.out.append(f"for {n['index']}, ({n['param']}, {n['state']}) in enumerate(zip(params, states)):")
         body = [f"{n['lo']}, {n['hi']} = {tables}.bounds[{n['index']}]", f"{n['shape']} = {n['param']}.shape"]
         values: dict[int, str] = {}
         for op in ops:
-            args = [values.get(id(a)) or self._torch_arg(a) for a in op.args]
+            args = [values.get(id(a)) or (self._host_arg(a) if a.kind <= Kind.SHAPE else self._torch_arg(a))
+                    for a in op.args]
             var = fresh(op.hint or "x", self.taken)
             values[id(op)] = var
-            body.append(f"{var} = {REDUCE[op.op].format(*args)}")
+            lines = [f"{var} = {REDUCE[op.op].format(*args)}"]
             if id(op) in self.plan.scratch_row:
-                body.append(f"{self._scratch_view(op)}.copy_(torch.broadcast_to({var}, {n['shape']}))")
+                lines.append(f"{self._scratch_view(op)}.copy_(torch.broadcast_to({var}, {n['shape']}))")
+            guard = self.guards[op]
+            if guard != G.TRUE:
+                lines = [f"if {G.condition_text(guard, self.guards, self._launch_condition)}:"] + ["    " + x for x in lines]
+            body += lines
+        self.out += ["    " + line for line in body]
+
+    @property
+    def guards(self) -> G.Guards:
+        if self._guards is None:
+            self._guards = G.compute([(n, G.TRUE) for _, n in self.rule.outputs], dict(self.rule.host))
+        return self._guards
+
+    def _launch_printer(self) -> PyPrinter:
+        """Host expressions in the launch loop: hypers read from the group (with capturable the host
+        values are computed in the kernels, not here), shape scalars from the parameter."""
+        n = self.n
+        betas = beta_names(self.rule)
+
+        def leaf(node: Node) -> str | None:
+            if node.op in GROUPS["shape"]:
+                return f"_shape_scalar({n['param']}, {GROUPS['shape'].index(node.op)})"
+            if node.op == "input" and node.attr[0] == HYPER:
+                h = self.rule.hyper(node.name)
+                ref = f'group["betas"][{betas.index(h.name)}]' if h.name in betas else f'group["{h.name}"]'
+                return ref if h.type == "choice" else f"float({ref})"
+            return None
+
+        self.helpers.add("_shape_scalar")
+        return PyPrinter(self.rule, helpers=self.helpers, leaf=leaf)
+
+    def _launch_condition(self, node: Node) -> str:
+        return self._launch_printer().condition(inline_host(node, dict(self.rule.host)))
+
+    def _host_arg(self, node: Node) -> str:
+        return self._launch_printer().expr(inline_host(node, dict(self.rule.host)))
+
+    def _commits(self) -> None:
+        """Row and column states: their new values, stored broadcast in scratch by the kernels, are
+        copied into the states (one value per row: the first column; per column: the first row)."""
+        n = self.n
+        self.out.append(f"for {n['index']}, ({n['param']}, {n['state']}) in enumerate(zip(params, states)):")
+        body = [f"{n['lo']}, {n['hi']} = {self.n['tables']}.bounds[{n['index']}]", f"{n['shape']} = {n['param']}.shape"]
+        for name, node in self.plan.commits:
+            index = "[..., :1]" if self.rule.state(name).shape == "row" else "[..., :1, :]"
+            line = f'{n["state"]}["{name}"].copy_({self._scratch_view(node)}{index})'
+            if self.rule.state(name).when is not None:
+                body += [f'if "{name}" in {n["state"]}:', "    " + line]
+            else:
+                body.append(line)
         self.out += ["    " + line for line in body]
 
     def _scratch_view(self, node: Node) -> str:

@@ -64,7 +64,7 @@ class KernelEmitter:
             self.shapes_used.add(node.op)
             return node.op
         role, name = node.attr
-        if role in (PARAM, GRAD) or (role == STATE and self.rule.state(name).shape == "tensor"):
+        if role in (PARAM, GRAD) or (role == STATE and self.rule.state(name).shape != "scalar"):
             self.loads.add(name)
         elif role == STATE and name not in self.L.host_states:
             self.scalar_loads.add(name)
@@ -123,7 +123,8 @@ class KernelEmitter:
         out += self._scalar_args
         if self._uses_p_dtype:
             out.append("P_DTYPE")
-        reads_states = any(s in self.loads or s in self._host_closure for s in self.L.tensor_states() + self.L.host_states)
+        reads_states = any(s in self.loads or s in self._host_closure
+                           for s in self.L.tensor_states() + self.L.reduced_states() + self.L.host_states)
         if reads_states or self.kp.writes:
             out.append("S_DTYPE")
         if self._host_closure:
@@ -158,10 +159,19 @@ class KernelEmitter:
                 continue
             source = n["size"] if shape == "numel" else f"tl.load({meta} + {META_COLUMN[shape]})"
             lines.append(f"{shape} = {source}.to(tl.float32)")
-        for buffer in ["p", "g"] + self.L.tensor_states():
-            if buffer in self.loads or (self.kp.writes and self._writes_buffer(buffer)):
+        reduced = [b for b in self.L.reduced_states() if b in self.loads]
+        if reduced:
+            lines.append(f"{n['cols_i']} = tl.load({meta} + {META_COLUMN['cols']})")
+        if any(self.rule.state(b).shape == "col" for b in reduced):
+            lines.append(f"{n['rows_i']} = tl.load({meta} + {META_COLUMN['rows']})")
+        for buffer in ["p", "g"] + self.L.tensor_states() + self.L.reduced_states():
+            stored = buffer in self.L.tensor_states() + ["p"] and self.kp.writes and self._writes_buffer(buffer)
+            if buffer in self.loads or stored:
                 dtype = "P_DTYPE" if buffer in ("p", "g") else "S_DTYPE"
-                lines.append(f"{self.L.pointers[buffer]} = {self._row_pointer(buffer, dtype, aligned=True)}")
+                aligned = buffer not in self.L.reduced_states()
+                lines.append(f"{self.L.pointers[buffer]} = {self._row_pointer(buffer, dtype, aligned=aligned)}")
+                if self.L.conditional(buffer):  # a state the tensor may not have: a null address
+                    lines.append(f"{self._present(buffer)} = {self._row_address(buffer)} != 0")
         for s in self.rule.states:
             if s.name in self.scalar_loads:
                 lines.append(f"{s.name} = tl.load({self._row_pointer(s.name, 'tl.float32')})")
@@ -170,6 +180,27 @@ class KernelEmitter:
     @property
     def _uses_p_dtype(self) -> bool:
         return "p" in self.loads or "g" in self.loads or self.kp.writes
+
+    def _present(self, buffer: str) -> str:
+        return f"{self.L.pointers[buffer]}_present"
+
+    def _mask(self, buffer: str) -> str:
+        mask = self.n["mask"]
+        return f"tl.where({self._present(buffer)}, {mask}, False)" if self.L.conditional(buffer) else mask
+
+    def _row_address(self, buffer: str) -> str:
+        n = self.n
+        return f"tl.load({n['ptrs']} + {self.L.rows[buffer]} * {n['n_tensors']} + {n['tensor']})"
+
+    def _element_index(self, buffer: str) -> str:
+        """Where element ``offs`` of the parameter reads ``buffer``: itself, its row, or its column."""
+        n = self.n
+        shape = self.rule.state(buffer).shape if buffer not in ("p", "g") else "tensor"
+        if shape == "row":
+            return f"{n['offs']} // {n['cols_i']}"
+        if shape == "col":
+            return f"({n['offs']} // ({n['rows_i']} * {n['cols_i']})) * {n['cols_i']} + {n['offs']} % {n['cols_i']}"
+        return n["offs"]
 
     def _row_pointer(self, buffer: str, dtype: str, aligned: bool = False) -> str:
         """The address of ``buffer`` for this program's tensor; ``aligned``: 16-byte aligned when ALIGNED
@@ -192,10 +223,12 @@ class KernelEmitter:
             f"    {n['offs']} = {n['block']} + tl.arange(0, BLOCK)",
             f"    {n['mask']} = {n['offs']} < {n['end']}",
         ]
-        for buffer in ["p", "g"] + self.L.tensor_states():
+        for buffer in ["p", "g"] + self.L.tensor_states() + self.L.reduced_states():
             if buffer in self.loads:
                 sign = f" * {n['g_sign']}" if buffer == "g" else ""
-                load = f"tl.load({self.L.pointers[buffer]} + {n['offs']}, mask={n['mask']}).to(tl.float32)"
+                address = f"{self.L.pointers[buffer]} + {self._element_index(buffer)}"
+                other = ", other=0.0" if self.L.conditional(buffer) else ""
+                load = f"tl.load({address}, mask={self._mask(buffer)}{other}).to(tl.float32)"
                 lines.append(f"    {buffer} = {load}{sign}")
         for node_id, var in self.scratch_loads.items():
             row = self.plan.scratch_row[node_id]
@@ -213,6 +246,7 @@ class KernelEmitter:
         direct = set(self.host_used) | ({"t"} if self.kp.writes else set())
         group = {name for name, v in self.rule.host if v.kind == Kind.GROUP}
         self._scalar_args = [h.name for h in self.rule.hypers if h.name in direct]
+        self._scalar_args += [r.name for r in self.rule.reductions if r.name in direct]
         self._scalar_args += ["t"] if "t" in direct else []
         self._scalar_args += [name for name, _ in self.rule.host if name in direct and name in group]
         self._direct_shape_host = [name for name in self.L.shape_columns if name in direct]
@@ -226,6 +260,7 @@ class KernelEmitter:
                         self.shapes_used.add(leaf.op)
         self._host_closure = closure
         self._capturable_hypers = [h.name for h in self.rule.hypers if h.name in closure]
+        self._capturable_hypers += [r.name for r in self.rule.reductions if r.name in closure]
         if not closure:
             return []
         lines = ["if CAPTURABLE:"]
@@ -234,6 +269,9 @@ class KernelEmitter:
         for i, h in enumerate(self.rule.hypers):
             if h.name in closure:
                 lines.append(f"    {h.name} = tl.load({n['hyper_values']} + {i})")
+        for j, r in enumerate(self.rule.reductions):  # after the hypers in the device vector
+            if r.name in closure:
+                lines.append(f"    {r.name} = tl.load({n['hyper_values']} + {len(self.rule.hypers) + j})")
         for name in self.L.host_states:
             if name in closure:
                 lines.append(f"    {name} = tl.load({self._row_pointer(name, 'S_DTYPE')}).to(tl.float32)")
@@ -464,7 +502,7 @@ class KernelEmitter:
             else:
                 value = f"_store_value({name}, S_DTYPE)"
                 self.printer.functions.add("_store_value")
-            lines.append(f"tl.store({self.L.pointers[name]} + {n['offs']}, {value}, mask={n['mask']})")
+            lines.append(f"tl.store({self.L.pointers[name]} + {n['offs']}, {value}, mask={self._mask(name)})")
         return lines
 
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir.nodes import Node, Rule
-from ..ir.ops import Kind
+from ..ir.ops import GROUPS, Kind
 
-# per-tensor table (int64, one row per tensor): numel, offset into the scratch buffers, rows, cols, ndim
-META_WIDTH = 5
-META_COLUMN = {"size": 0, "base": 1, "rows": 2, "cols": 3, "ndim": 4}
-SHAPE_LEAVES = ("numel", "rows", "cols", "ndim")
+# per-tensor table (int64, one row per tensor): numel, offset into the scratch buffers, rows, cols,
+# ndim, channels (the size of the first dimension)
+META_WIDTH = 6
+META_COLUMN = {"size": 0, "base": 1, "rows": 2, "cols": 3, "ndim": 4, "channels": 5}
+SHAPE_LEAVES = GROUPS["shape"]
 INTERNAL = (
     "ptrs", "chunks", "meta", "n_tensors", "partials", "scratch", "total", "scalars_out", "shape_values",
     "hyper_values", "g_sign", "seed", "chunk", "tensor", "start", "end", "size", "base", "block", "offs", "mask",
     # locals of the launch code
     "tables", "device", "index", "param", "state", "lo", "hi", "shape", "shape_rows",
+    # index arithmetic of row / column states
+    "rows_i", "cols_i",
 )
 
 
@@ -53,6 +56,7 @@ class Layout:
         taken = set(taken)
         names = {role: fresh(role, taken) for role in INTERNAL}
         buffers = ["p", "g"] + [s.name for s in rule.states if s.shape == "tensor"]
+        buffers += [s.name for s in rule.states if s.shape in ("row", "col")]
         buffers += [s.name for s in rule.states if s.shape == "scalar"] + ["step"]
         rows = {b: i for i, b in enumerate(buffers)}
         pointers = {b: fresh(f"{b}_ptr", taken) for b in buffers}
@@ -65,7 +69,16 @@ class Layout:
         return cls(rule, names, rows, pointers, shape_columns, host_states, scalar_outputs, taken)
 
     def tensor_states(self) -> list[str]:
+        """States of p's shape: loaded and stored element by element."""
         return [s.name for s in self.rule.states if s.shape == "tensor"]
+
+    def reduced_states(self) -> list[str]:
+        """States of one number per row or column: loaded at each element's row or column; new
+        values reach them through the scratch buffer (``Plan.commits``), after the last kernel."""
+        return [s.name for s in self.rule.states if s.shape in ("row", "col")]
+
+    def conditional(self, name: str) -> bool:
+        return name not in ("p", "g", "step") and self.rule.state(name).when is not None
 
 
 @dataclass

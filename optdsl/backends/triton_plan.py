@@ -25,7 +25,7 @@ from ..ir.nodes import Node, Rule, postorder
 from ..ir.ops import GROUPS, Kind
 
 REDUCE_OPS = frozenset(GROUPS["reduce"])
-TORCH_OPS = frozenset(GROUPS["axis_reduce"]) | frozenset(GROUPS["matrix"])
+TORCH_OPS = frozenset(GROUPS["axis_reduce"]) | frozenset(GROUPS["chan_reduce"]) | frozenset(GROUPS["matrix"])
 
 
 def is_torch_op(node: Node) -> bool:
@@ -57,6 +57,7 @@ class Plan:
     reduce_row: dict[int, int]  # reduce node -> its row in the partial-sum buffer
     scratch_row: dict[int, int]  # node -> its row in the scratch buffer (kernel or torch values)
     reduce_nodes: list[Node]
+    commits: list[tuple[str, Node]] = field(default_factory=list)  # row/col states copied from scratch at the end
 
     @property
     def uses_scratch(self) -> bool:
@@ -91,10 +92,13 @@ def plan_kernels(rule: Rule) -> Plan:
             if in_kernel(a) and all(a is not s for s in scratch_args):
                 scratch_args.append(a)
 
+    commits = [(name, n) for name, n in rule.outputs if _is_reduced_output(rule, name)
+               and not (n.op == "input" and n.name == name)]
     last = max(
         [phase[id(n)] for name, n in rule.outputs if _is_tensor_output(rule, name)]
         + [max(phase[id(a)] for a in r.args) for r in reduces]
         + [phase[id(a)] for a in scratch_args]
+        + [phase[id(n)] for _, n in commits]
     )
     kernels = [KernelPlan(k) for k in range(last + 1)]
     for r in reduces:
@@ -104,21 +108,26 @@ def plan_kernels(rule: Rule) -> Plan:
     for op in torch_ops:
         kernels[phase[id(op)]].torch_before.append(op)
     kernels[last].writes = True
+    for _, node in commits:  # stored by the last kernel (a torch op's result is stored where it runs)
+        if not is_torch_op(node) and all(node is not s for s in scratch_args):
+            kernels[last].scratch.append(node)
     epilogue = KernelPlan(last + 1, per_tensor=True)
     for name, node in rule.outputs:
-        if _is_tensor_output(rule, name):
+        if _is_tensor_output(rule, name) or _is_reduced_output(rule, name):
             continue
         (kernels[last] if phase[id(node)] <= last else epilogue).scalar_outputs.append((name, node))
     if epilogue.scalar_outputs:
         kernels.append(epilogue)
 
     scratch_nodes = scratch_args + [op for op in torch_ops if _stored(op, nodes, outputs, phase)]
+    scratch_nodes += [n for _, n in commits if all(n is not s for s in scratch_nodes)]
     return Plan(
         kernels=kernels,
         phase=phase,
         reduce_row={id(r): i for i, r in enumerate(reduces)},
         scratch_row={id(n): i for i, n in enumerate(scratch_nodes)},
         reduce_nodes=reduces,
+        commits=commits,
     )
 
 
@@ -137,3 +146,7 @@ def _stored(op: Node, nodes: list[Node], outputs: list[Node], phase: dict[int, i
 
 def _is_tensor_output(rule: Rule, name: str) -> bool:
     return name == "p" or rule.state(name).shape == "tensor"
+
+
+def _is_reduced_output(rule: Rule, name: str) -> bool:
+    return name != "p" and rule.state(name).shape in ("row", "col")

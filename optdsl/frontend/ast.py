@@ -119,10 +119,11 @@ class Hyper:
 @dataclass(frozen=True)
 class State:
     name: str
-    shape: str  # "tensor" | "scalar"
+    shape: str  # "tensor" | "scalar" | "row" | "col"
     init: Expr
     span: Span = _span()
     name_span: Span = _span()
+    when: Expr | None = None  # the state exists only for parameters where this holds
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,17 @@ class Doc:
     span: Span = _span()
 
 
-Item = Doc | Hyper | State | Use | Assign
+@dataclass(frozen=True)
+class OnBlock:
+    """``on EVENT:`` and its indented statements: what the optimizer's EVENT() method does."""
+
+    event: str
+    statements: tuple[Assign, ...]
+    span: Span = _span()
+    event_span: Span = _span()
+
+
+Item = Doc | Hyper | State | Use | Assign | OnBlock
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,10 @@ class Spec:
     @property
     def statements(self) -> tuple[Assign, ...]:
         return tuple(i for i in self.items if isinstance(i, Assign))
+
+    @property
+    def blocks(self) -> tuple[OnBlock, ...]:
+        return tuple(i for i in self.items if isinstance(i, OnBlock))
 
     @property
     def uses(self) -> tuple[str, ...]:

@@ -11,10 +11,10 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from ..ir.ops import SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
+from ..ir.ops import GROUPS, SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
 from . import ast
 from .errors import Diagnostic, Span, SpecError
-from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, SHAPE_NAMES, reserved_reason
+from .names import EVENTS, FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, SHAPE_NAMES, reserved_reason
 from .parser import MAX_EXPR_DEPTH
 
 
@@ -44,7 +44,13 @@ def check(spec: ast.Spec) -> Checked:
     if checker.errors:
         errors = sorted(checker.errors, key=lambda d: (d.span.line, d.span.col))
         raise SpecError(errors, spec.source, checker.warnings)
-    return Checked(spec, checker.warnings, scalar_kinds)
+    checked = Checked(spec, checker.warnings, scalar_kinds)
+    from .guard_checks import guard_errors
+
+    errors = guard_errors(checked)
+    if errors:
+        raise SpecError(sorted(errors, key=lambda d: (d.span.line, d.span.col)), spec.source, checker.warnings)
+    return checked
 
 
 class _Checker:
@@ -60,6 +66,12 @@ class _Checker:
         self.extents: dict[str, tuple[bool, bool]] = {}  # see _extent
         self.state_reads: set[str] = set()
         self.state_writes: set[str] = set()
+        # what each local's value depends on: states (and p) read after their assignment
+        # in this step, and whether it holds a group reduction
+        self.fresh: dict[str, frozenset[str]] = {}
+        self.group_reduced: set[str] = set()
+        self.assigned: dict[str, int] = {}  # state or p -> line of its first assignment so far
+        self.event: str | None = None  # the `on` block being checked
 
     # reporting
     def error(self, span: Span, message: str, hint: str | None = None) -> None:
@@ -86,6 +98,7 @@ class _Checker:
             self._check_assign(stmt)
         if "p" not in self.locals:
             self.error(spec.name_span, f"optimizer '{spec.name}' never assigns p (the new parameter)")
+        self._check_blocks()
         for name, state in self.states.items():
             if name not in self.state_reads:
                 self.warn(state.name_span, f"state '{name}' is never read: it does not affect the update")
@@ -158,11 +171,43 @@ class _Checker:
 
     # state initializers
     def _check_state_init(self, state: ast.State) -> None:
+        if state.when is not None:
+            self._check_when(state)
         kind = self._kind(state.init, init=True)
         if kind is None:
             return
         if state.shape == "scalar" and kind == Kind.TENSOR:
             self.error(state.init.span, f"scalar state '{state.name}' cannot start as a tensor")
+        elif kind == Kind.TENSOR:
+            self._check_fits(state, state.init, "start as")
+
+    def _check_when(self, state: ast.State) -> None:
+        saved = self.errors
+        self.errors = []
+        kind = self._kind(state.when, init=True, when=True)
+        errors, self.errors = self.errors, saved
+        self.errors += errors
+        if kind is not None and kind > Kind.SHAPE:
+            self.error(
+                state.when.span,
+                f"the condition of state '{state.name}' must be a group or shape scalar "
+                f"(hypers, shape scalars, numbers), but it is {kind.noun}",
+            )
+
+    def _check_fits(self, state: ast.State, value: ast.Expr, verb: str) -> None:
+        """A row (col) state holds one number per row (column): its value must not vary along
+        the last (second-to-last) dimension."""
+        if state.shape not in ("row", "col"):
+            return
+        last, second = self._extent(value)
+        if (state.shape == "row" and last) or (state.shape == "col" and second):
+            reduce = "a row* reduction (rowmean(x), ...)" if state.shape == "row" else "a col* reduction (colmean(x), ...)"
+            dim = "last" if state.shape == "row" else "second-to-last"
+            self.error(
+                value.span,
+                f"{state.shape} state '{state.name}' cannot {verb} a value that varies along the {dim} dimension",
+                hint=f"{state.shape} states hold one number per {state.shape}: use {reduce}, a scalar, or another {state.shape} state",
+            )
 
     # statements
     def _check_assign(self, stmt: ast.Assign) -> None:
@@ -196,8 +241,11 @@ class _Checker:
         self.extents[target] = self._extent(stmt.value)
         if kind is None:
             self.locals.setdefault(target, Kind.TENSOR)
+            self._track(target, stmt)
             return
-        if target == "p" or (target in self.states and self.states[target].shape == "tensor"):
+        if target in self.states and kind == Kind.TENSOR:
+            self._check_fits(self.states[target], stmt.value, "be assigned")
+        if target == "p" or (target in self.states and self.states[target].shape != "scalar"):
             if kind != Kind.TENSOR:
                 what = "p" if target == "p" else f"tensor state '{target}'"
                 self.error(
@@ -212,6 +260,76 @@ class _Checker:
         if target in self.states:
             self.state_writes.add(target)
         self.locals[target] = kind
+        self._track(target, stmt)
+
+    # what values depend on
+    def _track(self, target: str, stmt: ast.Assign) -> None:
+        """Record what ``target``'s new value reads: new values of states (for group reductions,
+        which may only read values from before the step) and group reductions."""
+        fresh: set[str] = set()
+        reduced = False
+        for node in ast.walk(stmt.value):
+            if isinstance(node, ast.Name):
+                fresh |= self.fresh.get(node.id, frozenset())
+                reduced = reduced or node.id in self.group_reduced
+            elif isinstance(node, ast.Call) and FUNCTIONS.get(node.func, {}).get(len(node.args)) in GROUPS["group_reduce"]:
+                reduced = True
+        if target in self.states or target == "p":
+            self.assigned.setdefault(target, stmt.target_span.line)
+            fresh.add(target)
+        self.fresh[target] = frozenset(fresh)
+        if reduced:
+            self.group_reduced.add(target)
+        else:
+            self.group_reduced.discard(target)
+
+    def _group_reduction_ok(self, expr: ast.Call, init: bool) -> bool:
+        where = "a state initializer" if init else f"'on {self.event}'" if self.event else None
+        if where is not None:
+            self.error(expr.func_span, f"{expr.func}() cannot be used in {where}: group reductions are computed once per step, before the update")
+            return False
+        ok = True
+        for node in ast.walk(expr.args[0]):
+            if isinstance(node, ast.Name) and self.fresh.get(node.id):
+                state = sorted(self.fresh[node.id])[0]
+                self.error(
+                    node.span,
+                    f"{expr.func}() is computed before the update, from the values before the step, "
+                    f"but this reads the new value of '{state}' (assigned at line {self.assigned[state]})",
+                    hint="reduce the old value: move the reduction above the assignment",
+                )
+                ok = False
+            nested = isinstance(node, ast.Name) and node.id in self.group_reduced
+            if isinstance(node, ast.Call) and FUNCTIONS.get(node.func, {}).get(len(node.args)) in GROUPS["group_reduce"]:
+                nested = True
+            if nested:
+                self.error(node.span, f"{expr.func}() cannot read another group reduction: they are all computed in one pass before the update")
+                ok = False
+        return ok
+
+    # on blocks
+    def _check_blocks(self) -> None:
+        seen: dict[str, int] = {}
+        for block in self.spec.blocks:
+            if block.event not in EVENTS:
+                close = difflib.get_close_matches(block.event, EVENTS, n=1)
+                self.error(
+                    block.event_span,
+                    f"unknown event '{block.event}': an on block is for {' or '.join(EVENTS)}"
+                    + (f"; did you mean '{close[0]}'?" if close else ""),
+                )
+                continue
+            if block.event in seen:
+                self.error(block.event_span, f"a second 'on {block.event}' block (the first is at line {seen[block.event]})")
+                continue
+            seen[block.event] = block.event_span.line
+            saved = (self.locals, self.depths, self.extents, self.fresh, self.group_reduced, self.assigned)
+            self.locals, self.depths, self.extents, self.fresh, self.group_reduced, self.assigned = {}, {}, {}, {}, set(), {}
+            self.event = block.event
+            for stmt in block.statements:
+                self._check_assign(stmt)
+            self.event = None
+            self.locals, self.depths, self.extents, self.fresh, self.group_reduced, self.assigned = saved
 
     # expressions
     def _depth(self, expr: ast.Expr) -> int:
@@ -236,6 +354,8 @@ class _Checker:
             if expr.id in self.extents:
                 return self.extents[expr.id]
             state = self.states.get(expr.id)
+            if state is not None and state.shape in ("row", "col"):
+                return (state.shape == "col", state.shape == "row")
             full = expr.id in ("p", "g") or (state is not None and state.shape == "tensor")
             return (full, full)
         if isinstance(expr, ast.Unary):
@@ -253,12 +373,15 @@ class _Checker:
                 return (args[0][0], False)
             if expr.func == "transpose":
                 return (args[0][1], args[0][0])
-            if FUNCTIONS.get(expr.func, {}).get(len(args)) in ("sum", "mean", "norm", "rms", "amax", "amin", "dot"):
+            op = FUNCTIONS.get(expr.func, {}).get(len(args))
+            if op in GROUPS["reduce"] or op in GROUPS["group_reduce"]:
                 return (False, False)
+            if op == "newton_schulz" or op in GROUPS["chan_reduce"]:
+                return args[0]
             return (any(a[0] for a in args), any(a[1] for a in args))
         return (False, False)
 
-    def _kind(self, expr: ast.Expr, init: bool) -> Kind | None:
+    def _kind(self, expr: ast.Expr, init: bool, when: bool = False) -> Kind | None:
         """The kind of ``expr``, or None after reporting an error inside it."""
         if isinstance(expr, (ast.Num, ast.Bool)):
             return Kind.GROUP
@@ -266,17 +389,33 @@ class _Checker:
             self.error(expr.span, "text is only allowed as a choice, compared with == or !=")
             return None
         if isinstance(expr, ast.Name):
-            return self._name_kind(expr, init)
+            return self._name_kind(expr, init, when)
         if isinstance(expr, ast.Unary):
-            return self._kind(expr.operand, init)
+            return self._kind(expr.operand, init, when)
         if isinstance(expr, ast.Binary):
-            return self._binary_kind(expr, init)
+            return self._binary_kind(expr, init, when)
         if isinstance(expr, ast.Call):
-            return self._call_kind(expr, init)
+            return self._call_kind(expr, init, when)
         raise AssertionError(expr)  # pragma: no cover
 
-    def _name_kind(self, expr: ast.Name, init: bool) -> Kind | None:
+    def _name_kind(self, expr: ast.Name, init: bool, when: bool = False) -> Kind | None:
         name = expr.id
+        if when:
+            if name in self.hypers:
+                return self._hyper_kind(expr)
+            if name in SHAPE_NAMES:
+                return Kind.SHAPE
+            if name in INIT_CONSTANTS:
+                return Kind.GROUP
+            self.error(
+                expr.span,
+                f"a state's condition can read hypers and shape scalars only, not '{name}'"
+                if name in GIVEN or name in self.states else f"unknown name '{name}'",
+            )
+            return None
+        if self.event is not None and name == "g":
+            self.error(expr.span, f"'on {self.event}' runs outside a step: there is no gradient g")
+            return None
         if init:
             if name in INIT_CONSTANTS:
                 return Kind.GROUP
@@ -297,7 +436,7 @@ class _Checker:
             return self.locals[name]
         if name in self.states:
             self.state_reads.add(name)
-            return Kind.TENSOR if self.states[name].shape == "tensor" else self.scalar_kinds[name]
+            return Kind.TENSOR if self.states[name].shape != "scalar" else self.scalar_kinds[name]
         if name in GIVEN:
             return GIVEN[name]
         if name in self.hypers:
@@ -327,11 +466,11 @@ class _Checker:
         message = f"unknown name '{expr.id}'" + (f"; did you mean '{close[0]}'?" if close else "")
         self.error(expr.span, message)
 
-    def _binary_kind(self, expr: ast.Binary, init: bool) -> Kind | None:
+    def _binary_kind(self, expr: ast.Binary, init: bool, when: bool = False) -> Kind | None:
         if expr.op in ("==", "!=") and self._is_choice_compare(expr):
             return Kind.GROUP
-        left = self._kind(expr.left, init)
-        right = self._kind(expr.right, init)
+        left = self._kind(expr.left, init, when)
+        right = self._kind(expr.right, init, when)
         if left is None or right is None:
             return None
         op = SYMBOL_COMPARES.get(expr.op) or SYMBOL_ARITH[expr.op]
@@ -375,15 +514,17 @@ class _Checker:
         self.error(span, "compare a choice hyper with one of its choices, e.g. mode == \"name\"")
         return True
 
-    def _call_kind(self, expr: ast.Call, init: bool) -> Kind | None:
+    def _call_kind(self, expr: ast.Call, init: bool, when: bool = False) -> Kind | None:
         table = FUNCTIONS.get(expr.func)
         if table is None:
             close = difflib.get_close_matches(expr.func, list(FUNCTIONS), n=1)
             self.error(expr.func_span, f"unknown function '{expr.func}'" + (f"; did you mean '{close[0]}'?" if close else ""))
             for a in expr.args:
-                self._kind(a, init)
+                self._kind(a, init, when)
             return None
-        kinds = [self._kind(a, init) for a in expr.args]
+        kinds = [self._kind(a, init, when) for a in expr.args]
+        if table.get(len(expr.args)) in GROUPS["group_reduce"] and not self._group_reduction_ok(expr, init):
+            return None
         if expr.func in INIT_FUNCTIONS and not init:
             self.error(
                 expr.func_span,

@@ -10,14 +10,17 @@ from __future__ import annotations
 import builtins
 import keyword
 
-from ..ir.ops import Kind
+from ..ir.ops import GROUPS, Kind
 
 # Names every rule can read. ``g`` is the gradient after the maximize sign flip,
 # ``t`` the step count (1 on the first step).
 GIVEN: dict[str, Kind] = {"p": Kind.TENSOR, "g": Kind.TENSOR, "t": Kind.GROUP}
 
 # Shape scalars of the parameter.
-SHAPE_NAMES = ("numel", "rows", "cols", "ndim")
+SHAPE_NAMES = GROUPS["shape"]
+
+# What `on EVENT:` blocks may handle: the generated optimizer's train() and eval() methods.
+EVENTS = ("train", "eval")
 
 # Names only a state initializer may use.
 INIT_CONSTANTS = {"zeros": 0.0, "ones": 1.0}
@@ -40,6 +43,9 @@ FUNCTIONS: dict[str, dict[int, str]] = {
         for f in "rowsum rowmean rownorm rowrms rowmax colsum colmean colnorm colrms colmax".split()
     },
     "transpose": {1: "transpose"},
+    "newton_schulz": {6: "newton_schulz"},
+    **{f: {1: f} for f in "chansum chanmean channorm chanrms chanmax".split()},
+    **{f: {1: f} for f in "group_sum group_norm group_max global_sum global_norm global_max".split()},
     "randn": {0: "randn"},
 }
 
@@ -74,11 +80,23 @@ FUNCTION_DOCS: dict[str, str] = {
     "colrms": "RMS along the second-to-last dimension",
     "colmax": "max along the second-to-last dimension",
     "transpose": "swap the last two dimensions",
+    "newton_schulz": "newton_schulz(x, steps, a, b, c, bf16): Newton-Schulz orthogonalization of x's matrix view",
+    "chansum": "sum over every dimension but the first (per channel), at every element",
+    "chanmean": "mean over every dimension but the first",
+    "channorm": "L2 norm over every dimension but the first",
+    "chanrms": "RMS over every dimension but the first",
+    "chanmax": "max over every dimension but the first",
+    "group_sum": "sum over every tensor of the param group, before the update",
+    "group_norm": "L2 norm over every tensor of the param group, before the update",
+    "group_max": "max over every tensor of the param group, before the update",
+    "global_sum": "sum over every tensor of every param group, before the update",
+    "global_norm": "L2 norm over every tensor of every param group, before the update",
+    "global_max": "max over every tensor of every param group, before the update",
     "randn": "randn(): a standard normal draw per element (state initializers only; torch's global RNG)",
 }
 
 DSL_KEYWORDS = frozenset(
-    "optimizer variant on hyper state use in inf true false scalar tensor".split()
+    "optimizer variant on hyper state use in inf true false scalar tensor row col when".split()
 )
 
 # Names the generated module or the Optimizer API use for themselves.

@@ -29,7 +29,10 @@ MAX_EXPR_DEPTH = 100
 
 
 class ParenNewlines:
-    """Post-lexer: drop newlines inside (), [] and {} so long expressions may wrap."""
+    """Post-lexer: newlines inside (), [] and {} are dropped so long expressions may wrap,
+    and an ``on NAME:`` block ends (``_BLOCK_END``) before the first line that is not
+    indented. A newline token runs over blank and comment lines (grammar: ``_NL``), so its
+    text ends with the indentation of the next line of code."""
 
     always_accept = ("_NL",)
     _open = {"LPAR", "LSQB", "LBRACE"}
@@ -37,14 +40,31 @@ class ParenNewlines:
 
     def process(self, stream):
         depth = 0
+        block = False  # inside an `on NAME:` block
+        line: list[str] = []  # token types of the current line, to spot `on NAME :`
         for tok in stream:
-            if tok.type in self._open:
+            if tok.type == "_NL":
+                if depth > 0:
+                    continue
+                if block and not _indented(tok):
+                    block = False
+                    yield Token.new_borrow_pos("_BLOCK_END", "", tok)
+                line = []
+            elif tok.type in self._open:
                 depth += 1
             elif tok.type in self._close:
                 depth = max(depth - 1, 0)
-            elif tok.type == "_NL" and depth > 0:
-                continue
+            elif tok.type == "COLON" and depth == 0 and line == ["ON", "NAME"]:
+                block = True
+            if tok.type != "_NL":
+                line.append(tok.type)
             yield tok
+        if block:
+            yield Token("_BLOCK_END", "")
+
+
+def _indented(newline: Token) -> bool:
+    return bool(str(newline).rsplit("\n", 1)[-1])
 
 
 @cache
@@ -120,6 +140,7 @@ _TOKEN_WORDS = {
     "NUMBER": "a number",
     "STRING": "a string",
     "_NL": "end of line",
+    "_BLOCK_END": "the end of the indented block",
     "$END": "end of file",
     "COMPARE": "a comparison",
     "STATE_SHAPE": "'scalar' or 'tensor'",
@@ -153,10 +174,12 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: str, file: str) -> Diagnost
             found = "end of file"
         elif tok.type == "_NL":
             found = "end of line"
+        elif tok.type == "_BLOCK_END":
+            found = "a line that is not indented (the statements of an `on` block are indented under it)"
         else:
             found = repr(str(tok))
         expected = _describe_expected(set(exc.accepts or exc.expected))
-        width = max(len(str(tok)), 1) if tok.type not in ("$END", "_NL") else 1
+        width = max(len(str(tok)), 1) if tok.type not in ("$END", "_NL", "_BLOCK_END") else 1
         message = f"syntax error: unexpected {found}; expected {expected}"
     elif isinstance(exc, UnexpectedCharacters):
         ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
@@ -179,6 +202,13 @@ def _end_position(source: str) -> tuple[int, int]:
 
 
 # --- parse tree -> AST ---------------------------------------------------------------
+
+
+class _When:
+    """A state's ``when`` clause while the tree is being built."""
+
+    def __init__(self, value):
+        self.value = value
 
 
 class _LiteralError(Exception):
@@ -278,9 +308,18 @@ class _ToAst(Transformer):
         return -_number(str(tok), self._tok_span(tok))
 
     def state_decl(self, meta, children):
-        name = children[0]
-        shape = str(children[1]) if len(children) == 3 else "tensor"
-        return ast.State(str(name), shape, children[-1], self._meta_span(meta), self._tok_span(name))
+        name, *rest = children
+        when = rest.pop().value if rest and isinstance(rest[-1], _When) else None
+        shape = str(rest[0]) if len(rest) == 2 else "tensor"
+        return ast.State(str(name), shape, rest[-1], self._meta_span(meta), self._tok_span(name), when)
+
+    def when(self, meta, children):
+        (value,) = children
+        return _When(value)
+
+    def on_block(self, meta, children):
+        event, *statements = children
+        return ast.OnBlock(str(event), tuple(statements), self._meta_span(meta), self._tok_span(event))
 
     def use_decl(self, meta, children):
         return ast.Use(tuple(str(c) for c in children), self._meta_span(meta))

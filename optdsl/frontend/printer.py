@@ -113,8 +113,11 @@ def _print_item(item: ast.Item) -> str:
             text += " in {" + ", ".join(quote(o) for o in item.domain.options) + "}"
         return text
     if isinstance(item, ast.State):
-        shape = ": scalar" if item.shape == "scalar" else ""
-        return f"state {item.name}{shape} = {print_expr(item.init)}"
+        shape = f": {item.shape}" if item.shape != "tensor" else ""
+        when = f" when {print_expr(item.when)}" if item.when is not None else ""
+        return f"state {item.name}{shape} = {print_expr(item.init)}{when}"
+    if isinstance(item, ast.OnBlock):
+        return "\n".join([f"on {item.event}:"] + [f"  {_print_item(s)}" for s in item.statements])
     if isinstance(item, ast.Use):
         return "use " + ", ".join(item.variants)
     if isinstance(item, ast.Assign):
@@ -129,7 +132,7 @@ def print_spec(spec: ast.Spec) -> str:
     previous = None
     for item in spec.items:
         group = type(item)
-        if previous is not None and group is not previous:
+        if previous is not None and (group is not previous or group is ast.OnBlock):
             lines.append("")
         elif previous is None and not isinstance(item, ast.Doc):
             lines.append("")

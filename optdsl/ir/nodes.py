@@ -17,8 +17,13 @@ from dataclasses import dataclass, replace
 
 from .ops import OPS, Kind, result_kind
 
-# Roles of input leaves.
+# Roles of input leaves. A REDUCED leaf is a group reduction's value (Rule.reductions).
 PARAM, GRAD, STEP, HYPER, STATE, HOST = "param", "grad", "step", "hyper", "state", "host"
+REDUCED = "reduced"
+
+# State shapes: like p, one number per tensor, one per row (p's shape with the last
+# dimension 1), one per column (p's shape with the second-to-last dimension 1).
+STATE_SHAPES = ("tensor", "scalar", "row", "col")
 
 
 class Node:
@@ -116,18 +121,47 @@ class HyperDecl:
 
 @dataclass(frozen=True)
 class StateDecl:
-    """A value kept between steps: a tensor like ``p`` or a per-tensor scalar."""
+    """A value kept between steps: a tensor like ``p``, one per row or column, or a per-tensor scalar.
+
+    ``when`` (a group/shape-kind condition, or None) says for which parameters the
+    state exists: it is created the first time the condition holds for a parameter.
+    """
 
     name: str
-    shape: str  # "tensor" | "scalar"
+    shape: str  # one of STATE_SHAPES
     init: Node
     on_host: bool = False  # a scalar state computed from host values only: a Python float
+    when: Node | None = None
 
     @property
     def kind(self) -> Kind:
-        if self.shape == "tensor":
+        if self.shape != "scalar":
             return Kind.TENSOR
         return Kind.SHAPE if self.on_host else Kind.SCALAR
+
+    @property
+    def is_tensor(self) -> bool:
+        """Stored as a tensor of p's shape or a reduced shape (not a per-tensor scalar)."""
+        return self.shape != "scalar"
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A group reduction: ``op`` of ``arg`` over the tensors of a param group (``group_*``) or of
+    the optimizer (``global_*``), computed before the update from the values before the step;
+    the rule reads it as the GROUP leaf ``input(REDUCED, name)``."""
+
+    name: str
+    op: str
+    arg: Node
+
+    @property
+    def scope(self) -> str:
+        return self.op.split("_")[0]
+
+    @property
+    def kind_of_reduction(self) -> str:
+        return self.op.split("_")[1]
 
 
 @dataclass(frozen=True)
@@ -145,6 +179,8 @@ class Rule:
     variants: tuple[str, ...] = ()
     hoisted: bool = False  # True once hoist_host_scalars has run: host math lives in `host`
     notes: tuple[str, ...] = ()  # what passes want the user to know (e.g. a time bound hit)
+    reductions: tuple[Reduction, ...] = ()  # group reductions, read through REDUCED leaves
+    events: tuple[tuple[str, Rule], ...] = ()  # ("eval", rule of the `on eval` block), ...
 
     def output(self, name: str) -> Node | None:
         for n, node in self.outputs:
@@ -165,8 +201,24 @@ class Rule:
         raise KeyError(name)
 
     def roots(self) -> list[Node]:
-        """Every node a backend must compute: outputs, hoisted values, state inits."""
-        return [n for _, n in self.host] + [n for _, n in self.outputs] + [s.init for s in self.states]
+        """Every node a backend must compute: outputs, hoisted values, state inits and conditions,
+        group reductions' arguments (events are rules of their own)."""
+        return (
+            [n for _, n in self.host] + [n for _, n in self.outputs] + [s.init for s in self.states]
+            + [s.when for s in self.states if s.when is not None] + [r.arg for r in self.reductions]
+        )
+
+    def reduction(self, name: str) -> Reduction:
+        for r in self.reductions:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def event(self, name: str) -> Rule | None:
+        for n, rule in self.events:
+            if n == name:
+                return rule
+        return None
 
     def with_(self, **changes) -> Rule:
         return replace(self, **changes)
@@ -211,7 +263,11 @@ def map_rule(rule: Rule, fn) -> Rule:
     return rule.with_(
         host=tuple((n, done[id(v)]) for n, v in rule.host),
         outputs=tuple((n, done[id(v)]) for n, v in rule.outputs),
-        states=tuple(replace(s, init=done[id(s.init)]) for s in rule.states),
+        states=tuple(
+            replace(s, init=done[id(s.init)], when=done[id(s.when)] if s.when is not None else None)
+            for s in rule.states
+        ),
+        reductions=tuple(replace(r, arg=done[id(r.arg)]) for r in rule.reductions),
     )
 
 

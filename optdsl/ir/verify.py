@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .nodes import GRAD, HOST, HYPER, PARAM, STATE, STEP, Node, Rule, postorder
-from .ops import OPS, Kind, KindError, result_kind
+from .nodes import GRAD, HOST, HYPER, PARAM, REDUCED, STATE, STATE_SHAPES, STEP, Node, Rule, postorder
+from .ops import GROUPS, OPS, Kind, KindError, result_kind
 
 
 class IRError(AssertionError):
@@ -13,11 +13,20 @@ class IRError(AssertionError):
 def verify(rule: Rule) -> Rule:
     hypers = {h.name: h for h in rule.hypers}
     states = {s.name: s for s in rule.states}
+    reductions = {r.name: r for r in rule.reductions}
     host_names: set[str] = set()
 
-    def check_graph(root: Node, where: str, allowed_host: set[str], per_element: bool = False) -> None:
+    def check_graph(root: Node, where: str, allowed_host: set[str], per_element: bool = False,
+                    reduced: bool = True) -> None:
         for node in postorder([root]):
             _check_node(node, where, hypers, states, allowed_host, per_element and rule.hoisted)
+            if node.op == "input" and node.attr[0] == REDUCED and (not reduced or node.attr[1] not in reductions):
+                raise IRError(f"{where}: group reduction {node.attr[1]} read where it is not defined")
+
+    for r in rule.reductions:
+        check_graph(r.arg, f"group reduction {r.name}", set(), reduced=False)
+        if r.op not in GROUPS["group_reduce"] or r.arg.kind == Kind.GROUP:
+            raise IRError(f"group reduction {r.name}: bad op {r.op} of {r.arg.kind.noun}")
 
     for name, node in rule.host:
         if node.kind > Kind.SHAPE:
@@ -27,9 +36,15 @@ def verify(rule: Rule) -> Rule:
             raise IRError(f"host value {name} defined twice")
         host_names.add(name)
     for s in rule.states:
-        check_graph(s.init, f"init of {s.name}", set())
+        check_graph(s.init, f"init of {s.name}", set(), reduced=False)
+        if s.shape not in STATE_SHAPES:
+            raise IRError(f"state {s.name} has an unknown shape {s.shape!r}")
         if s.shape == "scalar" and s.init.kind == Kind.TENSOR:
             raise IRError(f"scalar state {s.name} starts as a tensor")
+        if s.when is not None:
+            check_graph(s.when, f"condition of {s.name}", set(), reduced=False)
+            if s.when.kind > Kind.SHAPE:
+                raise IRError(f"the condition of state {s.name} is {s.when.kind.noun}")
     if not rule.outputs or rule.outputs[0][0] != "p":
         raise IRError("the first output must be p")
     seen = set()
@@ -41,13 +56,19 @@ def verify(rule: Rule) -> Rule:
         if name == "p":
             want_tensor = True
         elif name in states:
-            want_tensor = states[name].shape == "tensor"
+            want_tensor = states[name].shape != "scalar"
         else:
             raise IRError(f"output {name} is neither p nor a declared state")
         if want_tensor and node.kind != Kind.TENSOR:
             raise IRError(f"output {name} must be a tensor, is {node.kind.noun}")
         if not want_tensor and node.kind == Kind.TENSOR:
             raise IRError(f"scalar output {name} is a tensor")
+    for event, sub in rule.events:
+        if sub.reductions or sub.events:
+            raise IRError(f"event {event}: group reductions and events are not allowed in an event")
+        if [s.name for s in sub.states] != [s.name for s in rule.states]:
+            raise IRError(f"event {event}: its states differ from the rule's")
+        verify(sub)
     return rule
 
 
@@ -75,6 +96,10 @@ def _check_node(node: Node, where: str, hypers, states, host_names: set[str], ho
         if role == HOST:
             if name not in host_names:
                 raise IRError(f"{where}: host value {name} used before it is defined")
+            return
+        if role == REDUCED:
+            if node.kind != Kind.GROUP:
+                raise IRError(f"{where}: group reduction {name} has kind {node.kind.name}")
             return
         if expected is None or node.kind != expected:
             raise IRError(f"{where}: input {role}:{name} has kind {node.kind.name}")

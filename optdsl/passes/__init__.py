@@ -43,12 +43,25 @@ NO_SYMPY: tuple[Pass, ...] = tuple(p for p in PIPELINE if p is not simplify_with
 
 
 def run_passes(rule: Rule, passes: Sequence[Pass] = PIPELINE, trace: list | None = None) -> Rule:
-    """Apply ``passes`` in order, verifying the IR after each; ``trace`` collects (name, rule)."""
+    """Apply ``passes`` in order, verifying the IR after each; ``trace`` collects (name, rule).
+
+    The rules of ``on`` blocks (``rule.events``) then get the same passes, except dead
+    state elimination: which states live is decided for the whole optimizer, above.
+    """
     verify(rule)
     for p in passes:
         rule = verify(p(rule))
         if trace is not None:
             trace.append((p.__name__, rule))
+    if rule.events:
+        event_passes = [p for p in passes if p is not eliminate_dead_state]
+        events = []
+        for name, sub in rule.events:
+            sub = sub.with_(states=rule.states)
+            for p in event_passes:
+                sub = p(sub).with_(states=rule.states)
+            events.append((name, sub))
+        rule = verify(rule.with_(events=tuple(events)))
     return rule
 
 

@@ -24,7 +24,7 @@ import sympy as sp
 
 from ..ir.fold import fold
 from ..ir.nodes import HYPER, STEP, Node, Rule, const, op, postorder, rebuild, use_counts
-from ..ir.ops import Kind, KindError
+from ..ir.ops import GROUPS, Kind, KindError
 
 # What is tried is fixed by the expression's size (so output never depends on machine
 # load); the time budget is only a safety net against a pathological expression, and a
@@ -35,7 +35,8 @@ MAX_OPS_FOR_REWRITES = 400
 
 _OPAQUE = ("lerp", "where", "clamp", "lt", "le", "gt", "ge", "eq", "ne", "sum", "mean", "norm", "rms",
            "amax", "amin", "dot", "rowsum", "rowmean", "rownorm", "rowrms", "rowmax", "colsum",
-           "colmean", "colnorm", "colrms", "colmax", "matmul", "transpose")
+           "colmean", "colnorm", "colrms", "colmax", "matmul", "transpose", "newton_schulz",
+           "chansum", "chanmean", "channorm", "chanrms", "chanmax")
 _FUNCS = {name: sp.Function(f"ir_{name}", real=True) for name in _OPAQUE}
 _FUNC_OPS = {f"ir_{name}": name for name in _OPAQUE}
 _DIRECT = {"exp": sp.exp, "log": sp.log, "tanh": sp.tanh, "cosh": sp.cosh, "abs": sp.Abs, "sign": sp.sign}
@@ -105,7 +106,7 @@ class _Bridge:
                 sym = sp.Symbol(name, **_hyper_assumptions(self.rule.hyper(name)))
             else:
                 sym = sp.Symbol(name, real=True)
-        elif node.op in ("numel", "rows", "cols", "ndim"):
+        elif node.op in GROUPS["shape"]:
             sym = sp.Symbol(node.op, integer=True, positive=True)
         else:
             sym = sp.Symbol(f"_d{self.counter}", real=True)
