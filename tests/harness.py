@@ -34,28 +34,37 @@ def run_pair(
     seed: int = 0,
     grad_scale: float = 1.0,
     sparse_grads: bool = False,
+    shapes=SHAPES,
+    grad_fn: Callable | None = None,
+    between: Callable | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Step both optimizers ``steps`` times on identical gradients; returns both parameter lists.
 
     ``ref_dtype`` runs the reference in another dtype (e.g. fp32 beside bf16 params);
     ``round_ref_to`` rounds the reference's parameters to that dtype after each step.
+    ``grad_fn(index, reference parameter, random gradient)`` may shape each gradient (both
+    sides get the same one); ``between(step, ours, reference)`` runs after each step.
     """
     ref_dtype = ref_dtype or dtype
-    ours = make_params(dtype, seed)
+    ours = make_params(dtype, seed, shapes)
     ref = [p.detach().clone().to(ref_dtype).requires_grad_(True) for p in ours]
     opt_ours = make_ours(ours)
     opt_ref = make_ref(ref)
     gen = torch.Generator().manual_seed(seed + 1)
-    for _ in range(steps):
-        for a, b in zip(ours, ref):
+    for step in range(steps):
+        for i, (a, b) in enumerate(zip(ours, ref)):
             grad = torch.randn(a.shape, generator=gen) * grad_scale
             if sparse_grads:
                 grad = grad * (torch.rand(a.shape, generator=gen) < 0.5)
+            if grad_fn is not None:
+                grad = grad_fn(i, b.detach().float(), grad)
             grad = grad.to(dtype)
             a.grad = grad.clone()
             b.grad = grad.to(ref_dtype).clone()
         opt_ours.step()
         opt_ref.step()
+        if between is not None:
+            between(step, opt_ours, opt_ref)
         if round_ref_to is not None:
             with torch.no_grad():
                 for b in ref:

@@ -514,7 +514,8 @@ class TorchEmitter:
                     self.line(self.d.inplace("add", acc, x.code, alpha=alpha))
                 return
             if len(t.num) == 2 and not t.den:
-                x, y = self.tensor(t.num[0]), self.tensor(t.num[1])
+                x = self.tensor(t.num[0])
+                y = x if t.num[1] is t.num[0] else self.tensor(t.num[1])
                 self.line(self.d.inplace("addcmul", acc, x.code, y.code, **_value(alpha)))
                 return
             if len(t.num) == 1 and len(t.den) == 1:

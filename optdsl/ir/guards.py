@@ -47,9 +47,23 @@ def disjoin(a: Guard, b: Guard) -> Guard:
 
 
 def _simplify(guard: Guard) -> Guard:
-    """Drop contradictory conjunctions and those implied by a smaller one (absorption)."""
-    terms = [c for c in guard if not any((key, not truth) in c for key, truth in c)]
-    terms.sort(key=len)
+    """Drop contradictory conjunctions and those implied by a smaller one (absorption), and merge
+    two that differ in one literal's truth only ((c and l) or (c and not l) is c)."""
+    terms = {c for c in guard if not any((key, not truth) in c for key, truth in c)}
+    merged = True
+    while merged and len(terms) <= MAX_TERMS:
+        merged = False
+        for c in list(terms):
+            for key, truth in c:
+                twin = (c - {(key, truth)}) | {(key, not truth)}
+                if twin in terms:
+                    terms -= {c, twin}
+                    terms.add(c - {(key, truth)})
+                    merged = True
+                    break
+            if merged:
+                break
+    terms = sorted(terms, key=len)
     kept: list[frozenset] = []
     for c in terms:
         if not any(k <= c for k in kept):
@@ -84,29 +98,54 @@ class Guards:
         return key, truth
 
     def condition_of(self, cond: Node) -> Guard:
-        """``cond`` (a host value used as a truth value) as a guard: products are conjunctions,
-        ``max`` of conditions a disjunction, anything else one literal."""
+        """``cond`` (a host value used as a truth value) as a guard: a product of truth values is a
+        conjunction, their ``max`` a disjunction, ``where(c, a, b)`` of them (c and a) or (not c
+        and b); anything else one literal."""
         resolved = resolve(cond, self.host)
-        if resolved.op == "mul":
+        if resolved.op == "mul" and self._truths(resolved.args):
             return conjoin(self.condition_of(resolved.args[0]), self.condition_of(resolved.args[1]))
-        if resolved.op == "max" and all(_is_truth_value(a, self.host) for a in resolved.args):
+        if resolved.op == "max" and self._truths(resolved.args):
             return disjoin(self.condition_of(resolved.args[0]), self.condition_of(resolved.args[1]))
+        if resolved.op == "where" and self._truths(resolved.args[1:]):
+            c, a, b = resolved.args
+            return disjoin(conjoin(self.condition_of(c), self.condition_of(a)),
+                           conjoin(self.negation_of(c), self.condition_of(b)))
         if resolved.op == "const" and isinstance(resolved.attr, float):
             return TRUE if resolved.attr != 0 else FALSE
         return frozenset({frozenset({self.literal(cond, True)})})
 
     def negation_of(self, cond: Node) -> Guard:
         resolved = resolve(cond, self.host)
-        if resolved.op == "max" and all(_is_truth_value(a, self.host) for a in resolved.args):
+        if resolved.op == "mul" and self._truths(resolved.args):
+            return disjoin(self.negation_of(resolved.args[0]), self.negation_of(resolved.args[1]))
+        if resolved.op == "max" and self._truths(resolved.args):
             return conjoin(self.negation_of(resolved.args[0]), self.negation_of(resolved.args[1]))
+        if resolved.op == "where" and self._truths(resolved.args[1:]):
+            c, a, b = resolved.args
+            return disjoin(conjoin(self.condition_of(c), self.negation_of(a)),
+                           conjoin(self.negation_of(c), self.negation_of(b)))
         if resolved.op == "const" and isinstance(resolved.attr, float):
             return FALSE if resolved.attr != 0 else TRUE
         return frozenset({frozenset({self.literal(cond, False)})})
 
+    def _truths(self, nodes) -> bool:
+        return all(_is_truth_value(a, self.host) for a in nodes)
+
 
 def _is_truth_value(node: Node, host: dict[str, Node]) -> bool:
+    """A host value that is 0 or 1: a comparison, a flag, or products, maxima and wheres of them."""
     node = resolve(node, host)
-    return node.op in _NEGATED or node.op in ("mul", "max") and all(_is_truth_value(a, host) for a in node.args)
+    if node.op in _NEGATED:
+        return True
+    if node.op == "const" and isinstance(node.attr, float):
+        return node.attr in (0.0, 1.0)
+    if node.op == "input" and node.attr[0] == "hyper" and node.kind == Kind.GROUP:
+        return False  # a flag is a truth value, but a float hyper is not: unknown here, a literal
+    if node.op in ("mul", "max"):
+        return all(_is_truth_value(a, host) for a in node.args)
+    if node.op == "where":
+        return all(_is_truth_value(a, host) for a in node.args[1:])
+    return False
 
 
 def resolve(node: Node, host: dict[str, Node]) -> Node:
