@@ -16,7 +16,8 @@ temporaries (the foreach paths) can spend much of its time faulting in fresh pag
 Compile time: ``optdsl.compiler.compile_source`` per built-in spec, in this process
 after a warm-up compile (imports excluded; SymPy's cache cleared before each run),
 and cold in a fresh subprocess (imports included, timed inside it), with the
-subprocess's total wall time beside it.
+subprocess's total wall time beside it. Compiles are timed first, before the
+steps have filled this process with tensors.
 """
 
 from __future__ import annotations
@@ -286,6 +287,12 @@ def time_compile_cold(spec: str) -> tuple[float, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"], total
 
 
+def time_compile_cold_median(spec: str, repeats: int) -> tuple[float, float]:
+    """Medians of ``repeats`` fresh-process runs of :func:`time_compile_cold`."""
+    runs = [time_compile_cold(spec) for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def time_compiles(specs: Sequence[str], repeats: int, cold: bool = True) -> list[CompileTiming]:
     """Compile timings per spec; a failing compile is recorded with its error, not raised."""
     warm_up_compiler()
@@ -295,7 +302,7 @@ def time_compiles(specs: Sequence[str], repeats: int, cold: bool = True) -> list
         try:
             row.warm_s = time_compile_warm(spec, repeats)
             if cold:
-                row.cold_s, row.process_s = time_compile_cold(spec)
+                row.cold_s, row.process_s = time_compile_cold_median(spec, repeats)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             row.error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         rows.append(row)
@@ -458,11 +465,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    info = machine_info()
-    shapes = [s for _, s in transformer_shapes(args.layers, args.width, args.vocab)]
-    config = {
+def run_config(args: argparse.Namespace, shapes: Sequence[Shape], argv: Sequence[str] | None) -> dict:
+    return {
         "layers": args.layers,
         "width": args.width,
         "vocab": args.vocab,
@@ -475,37 +479,59 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "compile_repeats": args.compile_repeats,
         "command": " ".join(["python bench/bench_torch_backend.py", *(sys.argv[1:] if argv is None else argv)]),
     }
+
+
+def print_header(info: dict, config: dict) -> None:
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
           f"torch threads {info['torch_threads']}, load average {info['load_average']}")
-    print(f"parameters: {config['params']:,} in {config['tensors']} tensors ({args.layers}-layer d={args.width} "
-          f"transformer, vocab {args.vocab}), fp32, CPU")
-    print(f"steps: {args.warmup} warm-up + {args.steps} timed, interleaved; fresh gradients each step\n")
+    print(f"parameters: {config['params']:,} in {config['tensors']} tensors ({config['layers']}-layer "
+          f"d={config['width']} transformer, vocab {config['vocab']}), fp32, CPU")
+    print(f"steps: {config['warmup']} warm-up + {config['steps']} timed, interleaved; fresh gradients each step\n")
 
-    entries = contenders()
-    params0 = make_params(shapes, args.seed)
-    grads = make_grads(shapes, args.warmup + args.steps, args.seed)
+
+def measure_compiles(repeats: int, info: dict) -> list[CompileTiming]:
     before = cpu_snapshot()
-    timings = time_steps(entries, params0, grads, args.warmup)
+    compiles = time_compiles(optdsl.builtin_specs(), repeats)
+    info["other_processes_cores_during_compiles"] = other_processes_cores(before, cpu_snapshot())
+    return compiles
+
+
+def measure_steps(entries: Sequence[Contender], shapes: Sequence[Shape], config: dict, info: dict) -> dict[str, StepTiming]:
+    params0 = make_params(shapes, config["seed"])
+    grads = make_grads(shapes, config["warmup"] + config["steps"], config["seed"])
+    before = cpu_snapshot()
+    timings = time_steps(entries, params0, grads, config["warmup"])
     info["other_processes_cores_during_steps"] = other_processes_cores(before, cpu_snapshot())
-    del grads
-    ratios = speed_ratios(timings)
+    return timings
+
+
+def print_report(entries, timings, ratios, compiles, repeats: int, info: dict) -> None:
     print(step_table(timings, entries))
     print()
     print(ratio_lines(ratios))
-
-    compiles: list[CompileTiming] = []
-    if not args.no_compile:
-        before = cpu_snapshot()
-        compiles = time_compiles(optdsl.builtin_specs(), args.compile_repeats)
-        info["other_processes_cores_during_compiles"] = other_processes_cores(before, cpu_snapshot())
-        print(f"\ncompile time per built-in spec (in-process: median of {args.compile_repeats}, "
-              "imports excluded; cold: fresh process, imports included; process: its total wall time)")
+    if compiles:
+        print(f"\ncompile time per built-in spec (medians of {repeats}; in-process: imports excluded; "
+              "cold: a fresh process, imports included; process: its total wall time)")
         print(compile_table(compiles))
-
-    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     print(f"\nload average after: {info['load_average_after']}; other processes kept busy on average "
           f"{_cores(info.get('other_processes_cores_during_steps'))} cores during the steps, "
           f"{_cores(info.get('other_processes_cores_during_compiles'))} during the compiles")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark, print the tables, and return (and with --json write) the results."""
+    args = parse_args(argv)
+    info = machine_info()
+    shapes = [s for _, s in transformer_shapes(args.layers, args.width, args.vocab)]
+    config = run_config(args, shapes, argv)
+    print_header(info, config)
+    # compiles first, before the steps have filled this process with tensors
+    compiles = [] if args.no_compile else measure_compiles(args.compile_repeats, info)
+    entries = contenders()
+    timings = measure_steps(entries, shapes, config, info)
+    ratios = speed_ratios(timings)
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    print_report(entries, timings, ratios, compiles, args.compile_repeats, info)
     results = results_json(info, config, entries, timings, ratios, compiles)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
