@@ -283,7 +283,9 @@ def _init_lines(rule: Rule, helpers: set[str]) -> list[str]:
     if "p" in reads:
         lines.append("p = param")
     if "g" in reads:
-        lines.append("g = param.grad")
+        lines.append('g = -param.grad if group["maximize"] else param.grad')
+    if "t" in reads:
+        lines.append("t = 1.0  # states start on the first step")
     shapes = {n.op for s in rule.states for n in postorder([s.init]) if n.op in ("numel", "rows", "cols", "ndim")}
     lines += _shape_lines(shapes, "param")
     printer = PyPrinter(rule, helpers=helpers)
@@ -380,7 +382,8 @@ def _class_doc(rule: Rule, betas: list[str], options: tuple[str, ...] = ()) -> s
         lines.append(f"    {h.name}: default {default}{domain}.")
     lines += [
         "    maximize: maximize the objective instead of minimizing it.",
-        "    foreach: run elementwise parts over all tensors of a group at once (default: yes).",
+        "    foreach: run elementwise parts over all tensors of a group at once (default: on",
+        "        accelerators; on CPU, as in torch, one tensor at a time is faster).",
         "    state_dtype: dtype of the states (default: float32, or float64 for float64 params).",
         *options,
     ]
