@@ -172,9 +172,16 @@ class StepTiming:
 
 
 def time_steps(
-    entries: Sequence[Contender], params0: Sequence[torch.Tensor], grads: Sequence[Sequence[torch.Tensor]], warmup: int
+    entries: Sequence[Contender],
+    params0: Sequence[torch.Tensor],
+    grads: Sequence[Sequence[torch.Tensor]],
+    warmup: int,
+    clone_grads: bool = False,
 ) -> dict[str, StepTiming]:
-    """Step every contender once per gradient set, in rotating order; time the steps after ``warmup``."""
+    """Step every contender once per gradient set, in rotating order; time the steps after ``warmup``.
+
+    ``clone_grads`` gives each contender its own copy of the gradients (made before the
+    timer starts), for references that overwrite ``p.grad`` (official Grams does)."""
     params = {c.name: [p.clone().requires_grad_(True) for p in params0] for c in entries}
     opts = {c.name: c.make(params[c.name]) for c in entries}
     times: dict[str, list[float]] = {c.name: [] for c in entries}
@@ -183,7 +190,7 @@ def time_steps(
         shift = step % len(entries)
         for c in [*entries[shift:], *entries[:shift]]:
             for p, g in zip(params[c.name], step_grads):
-                p.grad = g
+                p.grad = g.clone() if clone_grads else g
             faults_before = minor_page_faults()
             start = time.perf_counter()
             opts[c.name].step()

@@ -20,7 +20,8 @@ from ..ir.nodes import HOST, HYPER, Node, Rule, postorder
 from ..ir.ops import Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import Schedule, schedule
-from .pyexpr import HELPERS, PyPrinter, fits_float16, interval, py_number
+from ..ir.intervals import fits_float16, interval
+from .pyexpr import HELPERS, PyPrinter, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
 
 TEMPLATE = "torch_optimizer.py.j2"
