@@ -222,3 +222,26 @@ def test_host_values_on_the_left_of_tensor_ops(body):
             opt.step()
         results.append(p.detach().clone())
     assert torch.equal(results[0], results[1]) and torch.isfinite(results[0]).all()
+
+
+def test_initializers_read_t_as_one_and_g_as_the_rule_does():
+    cls = optdsl.load(source="optimizer I\nstate a = g * t\nu = a\np = p - 0.1 * u\n")
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = cls([p], maximize=True)
+    p.grad = torch.tensor([1.0, -2.0, 3.0])
+    opt.step()
+    assert torch.equal(opt.state[p]["a"], torch.tensor([-1.0, 2.0, -3.0]))
+
+
+def test_foreach_default_follows_torch_per_tensor_on_cpu(monkeypatch):
+    """foreach=None runs one tensor at a time on CPU (faster there, as torch does); True forces foreach."""
+    cls = optdsl.load("adamw")
+    calls = []
+    real = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for foreach, expected in ((None, 0), (False, 0), (True, 1)):
+        calls.clear()
+        params = make_params()
+        opt = cls(params, foreach=foreach)
+        _step_with_grads(opt, params, seed=0, steps=1)
+        assert len(calls) == expected, foreach

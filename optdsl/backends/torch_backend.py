@@ -20,7 +20,8 @@ from ..ir.nodes import HOST, HYPER, REDUCED, Node, Rule, postorder
 from ..ir.ops import GROUPS, Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import Schedule, schedule
-from .pyexpr import HELPERS, PyPrinter, fits_float16, interval, py_number
+from ..ir.intervals import fits_float16, interval
+from .pyexpr import HELPERS, PyPrinter, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
 from .torch_init import InitWriter
 from .torch_reduce import ReductionWriter
@@ -397,7 +398,8 @@ def _class_doc(rule: Rule, betas: list[str], options: tuple[str, ...] = ()) -> s
         lines.append(f"    {h.name}: default {default}{domain}.")
     lines += [
         "    maximize: maximize the objective instead of minimizing it.",
-        "    foreach: run elementwise parts over all tensors of a group at once (default: yes).",
+        "    foreach: run elementwise parts over all tensors of a group at once (default: on",
+        "        accelerators; on CPU, as in torch, one tensor at a time is faster).",
         "    state_dtype: dtype of the states (default: float32, or float64 for float64 params).",
         *options,
     ]

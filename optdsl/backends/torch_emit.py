@@ -22,7 +22,8 @@ from ..ir import guards as G
 from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule
 from ..ir.ops import COMPARE_SYMBOLS, GROUPS, Kind
 from ..ir.schedule import Schedule
-from .pyexpr import Interval, PyPrinter, fits_float16
+from ..ir.intervals import Interval, fits_float16
+from .pyexpr import PyPrinter
 
 # torch functions that have a _foreach_ form (out of place and in place)
 FOREACH = frozenset(

@@ -81,7 +81,9 @@ class InitWriter:
         if "p" in reads["inputs"]:
             setup.append("p = param")
         if "g" in reads["inputs"]:
-            setup.append("g = param.grad")
+            setup.append('g = -param.grad if group["maximize"] else param.grad')
+        if "t" in reads["inputs"]:
+            setup.append("t = 1.0  # states start on the first step")
         setup += self.shape_lines(reads["shapes"], "param")
         return setup, checks, creation
 

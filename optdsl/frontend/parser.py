@@ -76,6 +76,7 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=False,
         postlex=ParenNewlines(),
+        cache=True,  # the LALR tables, cached on disk by grammar hash: a fresh process skips building them
     )
 
 
