@@ -16,7 +16,7 @@ import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HOST, HYPER, Node, Rule, postorder
+from ..ir.nodes import HOST, HYPER, Rule, postorder
 from ..ir.ops import Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import Schedule, schedule
