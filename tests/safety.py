@@ -37,7 +37,7 @@ ALLOWED_DECORATORS = {"staticmethod", "torch.no_grad()", "triton.jit"}
 TEMPLATE_STRINGS = {
     "(", ")", "[", "]", ", ", ": ", "Invalid ", " (must be in ", "Invalid state_dtype: ",
     " (a floating-point torch.dtype or its name)", "torch.", "beta", "betas", "step", "params", "param_groups",
-    "state", "state_dtype", "maximize", "foreach", "placements", "train_mode",
+    "state", "state_dtype", "maximize", "foreach", "placements", "train_mode", "cpu",
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import optdsl
+import eager_references as eager
 from eager_references import EagerCautiousAdamW
 from harness import groups, max_relative_error, run_pair
 from optdsl.compiler import SpecNotFound
@@ -241,46 +242,12 @@ def test_clip_norm_matches_per_tensor_clip_grad_norm():
 # --- composition --------------------------------------------------------------------------------
 
 
-def _eager_adamw_with(modifiers):
-    """torch AdamW's direction with `on u` modifiers applied in order (each f(u, g) -> u)."""
-
-    class Eager(EagerCautiousAdamW):
-        @torch.no_grad()
-        def step(self):
-            for group in self.param_groups:
-                b1, b2 = group["betas"]
-                for p in group["params"]:
-                    st = self.state[p]
-                    if not st:
-                        st.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                    st["t"] += 1
-                    g, t = p.grad, st["t"]
-                    st["m"].lerp_(g, 1 - b1)
-                    st["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                    u = (st["m"] / (1 - b1**t)) / (st["v"].sqrt() / math.sqrt(1 - b2**t) + group["eps"])
-                    for f in modifiers:
-                        u = f(u, g)
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                    p.add_(u, alpha=-group["lr"])
-
-    return Eager
-
-
-def _cautious(u, g):
-    mask = (u * g > 0).to(g.dtype)
-    return u * mask * (mask.numel() / (mask.sum() + 1))
-
-
-def _grams(u, g):
-    return torch.sign(g) * u.abs()
-
-
 @pytest.mark.parametrize("order", [("cautious", "grams"), ("grams", "cautious")])
 def test_composition_follows_the_given_order(order):
-    fns = {"cautious": _cautious, "grams": _grams}
+    fns = {"cautious": eager.cautious, "grams": eager.grams}
     cls = optdsl.load("adamw", variants=list(order))
     assert cls.__name__ == "".join({"cautious": "Cautious", "grams": "Grams"}[v] for v in order) + "AdamW"
-    ours, ref = run_pair(lambda ps: cls(ps), lambda ps: _eager_adamw_with([fns[v] for v in order])(ps))
+    ours, ref = run_pair(lambda ps: cls(ps), lambda ps: eager.EagerAdamW(ps, modifiers=[fns[v] for v in order]))
     assert max_relative_error(ours, ref) <= 1e-6
 
 
@@ -411,7 +378,7 @@ def _with_cautious(base_cls):
                     st = self.state[p]
                     st.setdefault("m", torch.zeros_like(p))
                     st["m"].mul_(0.9).add_(p.grad)
-                    p.add_(_cautious(st["m"], p.grad), alpha=-0.1)
+                    p.add_(eager.cautious(st["m"], p.grad), alpha=-0.1)
 
     return Eager
 

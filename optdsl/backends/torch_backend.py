@@ -16,10 +16,10 @@ import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HOST, HYPER, REDUCED, Node, Rule, postorder
+from ..ir.nodes import HOST, HYPER, REDUCED, Rule, postorder
 from ..ir.ops import GROUPS, Kind
 from ..ir.printer import rule_text
-from ..ir.schedule import Schedule, schedule
+from ..ir.schedule import schedule
 from ..ir.intervals import fits_float16, interval
 from .pyexpr import HELPERS, PyPrinter, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 
 from ..ir import guards as G
-from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule
-from ..ir.ops import COMPARE_SYMBOLS, GROUPS, Kind
+from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule, postorder
+from ..ir.ops import GROUPS, Kind
 from ..ir.schedule import Schedule
 from ..ir.intervals import Interval, fits_float16
 from .pyexpr import PyPrinter
@@ -572,6 +572,9 @@ class TorchEmitter:
 
     def sum_value(self, node: Node) -> Val:
         terms = self.terms(node)
+        lerp = self._lerp_of(terms)
+        if lerp is not None:
+            return lerp
         first = next((i for i, t in enumerate(terms) if t.num and t.sign > 0), None)
         if first is None:
             first = next(i for i, t in enumerate(terms) if t.num or t.den)
@@ -597,6 +600,18 @@ class TorchEmitter:
                 base = Val(self.assign(self.d.call("add", base.code, self.materialize(t).code)), owned=True)
                 spans = _union(spans, t_spans)
         return base
+
+    def _lerp_of(self, terms: list[Term]) -> Val | None:
+        """``b*x + (1-b)*y`` as one ``torch.lerp(x, y, 1-b)``: one pass instead of two."""
+        if len(terms) != 2 or not all(len(t.num) == 1 and not t.den and t.sign > 0 for t in terms):
+            return None
+        a, b = terms
+        if not (self._host_coef(a) and self._host_coef(b)) or not _sum_to_one(a.coef, b.coef, self.host_defs):
+            return None
+        if any(self.spans(t.num[0]) != (True, True, True) for t in terms):
+            return None
+        x, y = self.tensor(a.num[0]), self.tensor(b.num[0])
+        return Val(self.assign(self.d.call("lerp", x.code, y.code, self.coef_code(b.coef))), owned=True)
 
     # values
     def value(self, node: Node, top: bool = False) -> Val:
@@ -639,7 +654,8 @@ class TorchEmitter:
         if node.op == "input" and node.role == HYPER and self.rule.hyper(node.name).type == "bool":
             return f"float({node.name})"  # torch takes no bool as alpha= or value=
         code = self.host_printer.expr(node)
-        if node.op == "const" and isinstance(node.attr, float) and not fits_float16(Interval(node.attr, node.attr)):
+        if any(n.op == "const" and isinstance(n.attr, float) and not fits_float16(Interval(n.attr, n.attr))
+               for n in postorder([node])):
             self.host_printer.helpers.add("_fit")
             return f"_fit(dtype, {code})[0]"  # torch raises on a number out of the dtype's range
         return code

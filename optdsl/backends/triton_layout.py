@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.nodes import Node, Rule
+from ..ir.nodes import Node, Rule, fresh_name
 from ..ir.ops import GROUPS, Kind
 
 # per-tensor table (int64, one row per tensor): numel, offset into the scratch buffers, rows, cols,
@@ -29,13 +29,7 @@ INTERNAL = (
 )
 
 
-def fresh(base: str, taken: set[str]) -> str:
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}{i}"
-    taken.add(name)
-    return name
+fresh = fresh_name  # the IR's naming rule, for the kernels' locals
 
 
 @dataclass

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 
 from . import ast
+from ..ir.nodes import fresh_name
 from .errors import Diagnostic, SpecError
 from .names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES
 
@@ -103,12 +104,7 @@ class _Applier:
         self.applied.append(v)
 
     def _fresh(self, name: str) -> str:
-        base, i = name, 1
-        while name in self.taken:
-            i += 1
-            name = f"{base}{i}"
-        self.taken.add(name)
-        return name
+        return fresh_name(name, self.taken)
 
     def _declare(self, v: ast.Spec) -> None:
         """Append the variant's hypers and states to the rule; names must not clash."""

@@ -52,6 +52,16 @@ class Node:
         return self.attr[1] if self.op == "input" else None
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base2``, ``base3``, ... whichever is not in ``taken`` (which then holds it)."""
+    name, i = base, 1
+    while name in taken:
+        i += 1
+        name = f"{base}{i}"
+    taken.add(name)
+    return name
+
+
 def const(value: float | str) -> Node:
     if isinstance(value, bool):
         value = float(value)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .nodes import PARAM, STATE, Node, Rule, postorder, use_counts
+from .nodes import PARAM, STATE, Node, Rule, fresh_name, postorder, use_counts
 from .ops import Kind
 
 
@@ -76,7 +76,7 @@ def schedule(rule: Rule, taken: set[str] | None = None) -> Schedule:
         if node.op in ("input", "const") or not node.args or id(node) in materialized:
             continue
         if counts.get(id(node), 0) > 1 and node.kind >= Kind.SCALAR:
-            materialized[id(node)] = _fresh(node.hint or "tmp", taken)
+            materialized[id(node)] = fresh_name(node.hint or "tmp", taken)
             temps.append(node)
 
     # units: temps and writes
@@ -90,14 +90,14 @@ def schedule(rule: Rule, taken: set[str] | None = None) -> Schedule:
         deferred.add(ordered)  # a write that must wait: compute into a temp, copy at the end
         node = dict(outputs)[ordered]
         if writer.get(id(node)) == ordered:
-            materialized[id(node)] = _fresh(f"{ordered}_new", taken)
+            materialized[id(node)] = fresh_name(f"{ordered}_new", taken)
 
     statements: list[Statement] = []
     tail: list[Statement] = []
     for kind, name, node in ordered:
         if kind == "write" and name in deferred:
             owns = node.op != "input" and writer.get(id(node)) == name
-            tmp = materialized[id(node)] if owns else _fresh(f"{name}_new", taken)
+            tmp = materialized[id(node)] if owns else fresh_name(f"{name}_new", taken)
             statements.append(Statement("temp", tmp, node))
             tail.append(Statement("copy", tmp, node, name))
         else:
@@ -149,11 +149,3 @@ def _toposort(units, materialized, writer, deferred, order):
         done.append(best)
     return [units[i] for i in done]
 
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}{i}"
-    taken.add(name)
-    return name
