@@ -55,6 +55,7 @@ def _message_patterns(cls: str) -> list[re.Pattern]:
         rf"Invalid {name}: ",
         rf" \(one of {name}(, {name})*\)",
         r"betas must have \d+ values, got ",
+        r"a channel reduction needs a tensor with a first dimension, got shape ",
     )]
 
 
