@@ -137,6 +137,28 @@ def list_command() -> None:
         typer.echo(f"{name:<{width}}  {cls:<{cls_width}}  {doc}")
 
 
+@app.command("table")
+def table_command(
+    specs: Optional[list[str]] = typer.Argument(None, help="built-in spec names (default: all)", show_default=False),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="write the docs page (header and table of every spec) to this file"
+    ),
+    tolerances: Optional[Path] = typer.Option(
+        None, "--tolerances", help="measured tolerances (default: docs/spec_tolerances.json of the checkout)"
+    ),
+) -> None:
+    """Print the table of built-in specs: paper, reference, measured error, states, bytes per step."""
+    from optdsl import library
+
+    if output is not None:
+        if specs:
+            raise typer.BadParameter("-o writes the page of every spec: give no SPECS")
+        typer.echo(f"wrote {library.write_specs_document(output, tolerances)}")
+        return
+    rows = library.spec_table(specs or None, library.load_tolerances(tolerances))
+    typer.echo(library.markdown_table(rows), nl=False)
+
+
 @app.command("variants")
 def variants_command() -> None:
     """List the built-in variants (modifiers applicable to any rule), one line each."""
