@@ -12,7 +12,7 @@ import torch
 from optdsl.compiler import builtin_specs, from_text, lower, optimize, resolve
 from optdsl.frontend.parser import parse
 from optdsl.frontend.printer import print_spec
-from optdsl.ir.evaluate import evaluate_step
+from optdsl.ir.evaluate import evaluate_reductions, evaluate_step
 from optdsl.ir.hashing import canonical_hash
 from optdsl.ir.to_ast import raise_rule
 
@@ -26,7 +26,8 @@ def _trajectory(rule, steps: int = 5) -> torch.Tensor:
         torch.manual_seed(0)  # the same draws for randn() initializers in both trajectories
         for t in range(1, steps + 1):
             g = torch.randn(4, 5, generator=gen, dtype=torch.float64)
-            p, state = evaluate_step(rule, p, g, t, state)
+            reduced = evaluate_reductions(rule, [(0, p, g, t, state, None)])[0] if rule.reductions else None
+            p, state = evaluate_step(rule, p, g, t, state, reduced=reduced)
     return p
 
 

@@ -14,13 +14,13 @@ import math
 
 from ..frontend import ast
 from ..frontend.names import FUNCTIONS
-from .nodes import Node, Rule
-from .ops import ARITH_SYMBOLS, COMPARE_SYMBOLS
+from .nodes import REDUCED, Node, Rule
+from .ops import ARITH_SYMBOLS, COMPARE_SYMBOLS, GROUPS
 from .schedule import schedule
 
 # IR op -> DSL function name (inverse of frontend.names.FUNCTIONS).
 _FUNCTION_OF = {op: name for name, table in FUNCTIONS.items() for op in table.values()}
-_SHAPE_OPS = ("numel", "rows", "cols", "ndim")
+_SHAPE_OPS = GROUPS["shape"]
 
 
 def raise_rule(rule: Rule, name: str | None = None, doc: str | None = None) -> ast.Spec:
@@ -30,8 +30,14 @@ def raise_rule(rule: Rule, name: str | None = None, doc: str | None = None) -> a
     if text:
         items.append(ast.Doc(text))
     items += [_hyper(h) for h in rule.hypers]
-    items += [ast.State(s.name, s.shape, _state_init(s.init)) for s in rule.states]
+    reduced = {r.name: r for r in rule.reductions}
+    items += [
+        ast.State(s.name, s.shape, _state_init(s.init, reduced),
+                  when=expr_of(s.when, {}, reduced=reduced) if s.when is not None else None)
+        for s in rule.states
+    ]
     items += _statements(rule)
+    items += [ast.OnBlock(event, tuple(_statements(body))) for event, body in rule.events]
     return ast.Spec("optimizer", name or rule.name, None, tuple(items))
 
 
@@ -46,37 +52,43 @@ def _hyper(h) -> ast.Hyper:
     return ast.Hyper(h.name, ast.Num(float(h.default)), domain)
 
 
-def _state_init(node: Node) -> ast.Expr:
+def _state_init(node: Node, reduced: dict) -> ast.Expr:
     if node.op == "const" and node.attr == 0.0:
         return ast.Name("zeros")
     if node.op == "const" and node.attr == 1.0:
         return ast.Name("ones")
-    return expr_of(node, {})
+    return expr_of(node, {}, reduced=reduced)
 
 
 def _statements(rule: Rule) -> list[ast.Assign]:
     taken = {h.name for h in rule.hypers} | {s.name for s in rule.states} | {n for n, _ in rule.host}
     sched = schedule(rule, taken)
-    out = [ast.Assign(name, expr_of(node, {})) for name, node in rule.host]
+    reduced = {r.name: r for r in rule.reductions}
+    out = [ast.Assign(name, expr_of(node, {}, reduced=reduced)) for name, node in rule.host]
     for st in sched.statements:
         if st.kind == "copy":
             out.append(ast.Assign(st.buffer, ast.Name(st.name)))
         else:
-            out.append(ast.Assign(st.name, expr_of(st.node, sched.names, top=True)))
+            out.append(ast.Assign(st.name, expr_of(st.node, sched.names, top=True, reduced=reduced)))
     return out
 
 
-def expr_of(node: Node, names: dict[int, str], top: bool = False) -> ast.Expr:
-    """The expression of ``node``; nodes in ``names`` (below the top) are read by name."""
+def expr_of(node: Node, names: dict[int, str], top: bool = False, reduced: dict | None = None) -> ast.Expr:
+    """The expression of ``node``; nodes in ``names`` (below the top) are read by name, and a
+    group reduction's leaf (``reduced``: name -> Reduction) as the call that computes it."""
+    reduced = reduced or {}
     if not top and id(node) in names:
         return ast.Name(names[id(node)])
     if node.op == "const":
         return _constant(node.attr)
+    if node.op == "input" and node.attr[0] == REDUCED:
+        r = reduced[node.attr[1]]
+        return ast.Call(r.op, (expr_of(r.arg, {}, reduced=reduced),))
     if node.op == "input":
         return ast.Name(node.attr[1])
     if node.op in _SHAPE_OPS:
         return ast.Name(node.op)
-    args = tuple(expr_of(a, names) for a in node.args)
+    args = tuple(expr_of(a, names, reduced=reduced) for a in node.args)
     if node.op == "neg":
         return ast.Unary("-", args[0])
     symbol = ARITH_SYMBOLS.get(node.op) or COMPARE_SYMBOLS.get(node.op)
