@@ -265,3 +265,166 @@ def report_errors():
     yield
     for name, err in sorted(ERRORS.items()):
         print(f"{err:10.3g}  {name}")
+
+
+# --- Schedule-Free AdamW: the train/eval parameter swap ------------------------------------------
+
+
+SF = next(c for c in CASES if c.spec == "schedule_free_adamw")
+
+
+def _params(opt):
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def test_schedule_free_eval_parameters_match_the_reference():
+    """eval() at several points (p holds x there), train() again, and at the end: both sides agree."""
+    errors = []
+
+    def swap(step, ours, ref):
+        if step in (0, 49, 120, 199):
+            ours.eval()
+            ref.eval()
+            errors.append(max_relative_error(_params(ours), _params(ref)))
+            if step != 199:
+                ours.train()
+                ref.train()
+
+    ours, ref = run_case(SF, between=swap)
+    errors.append(max_relative_error(ours, ref))
+    record("schedule_free eval/train swaps (max over the eval points)", max(errors))
+    assert len(errors) == 5 and max(errors) <= FP32_TOL, errors
+
+
+def test_schedule_free_eval_moves_p_to_the_average():
+    """Guards the test above: eval() really changes p (x != y once z has moved away from y;
+    after the first step y == z) and train() brings y back."""
+    cls = optdsl.load("schedule_free_adamw")
+    ours = make_params(shapes=SHAPES)
+    opt = cls(groups(ours, {}))
+    for _ in range(5):
+        for p in ours:
+            p.grad = torch.randn(p.shape)
+        opt.step()
+    before = [p.detach().clone() for p in ours]
+    opt.eval()
+    assert max_relative_error(ours, before) > 1e-4
+    opt.train()
+    assert max_relative_error(ours, before) <= 1e-6
+
+
+def test_schedule_free_step_in_eval_mode_raises():
+    cls = optdsl.load("schedule_free_adamw")
+    param = torch.nn.Parameter(torch.ones(3))
+    opt = cls([param])
+    param.grad = torch.ones(3)
+    opt.step()
+    opt.eval()
+    with pytest.raises(RuntimeError, match=r"step\(\) was called in eval mode: call optimizer.train\(\) first"):
+        opt.step()
+    opt.train()
+    opt.step()
+
+
+@pytest.mark.parametrize("saved_in_eval", [True, False])
+def test_schedule_free_state_dict_round_trips_the_mode(saved_in_eval):
+    """Save after 60 steps (in eval or train mode), load into a fresh optimizer, and continue: the
+    loaded one keeps the mode (a step in eval mode still raises) and then tracks the reference."""
+    cls = optdsl.load("schedule_free_adamw")
+    ours = make_params(shapes=SHAPES)
+    ref = [p.detach().clone().requires_grad_(True) for p in ours]
+    opt = cls(groups(ours, SF.second), **SF.ours)
+    opt_ref = schedulefree_ref(groups(ref, SF.second_ref), **SF.ref_kw)
+    gen = torch.Generator().manual_seed(5)
+
+    def steps(n, a, b):
+        for _ in range(n):
+            for x, y in zip(ours, ref):
+                g = torch.randn(x.shape, generator=gen)
+                x.grad, y.grad = g.clone(), g.clone()
+            a.step()
+            b.step()
+
+    steps(60, opt, opt_ref)
+    if saved_in_eval:
+        opt.eval()
+        opt_ref.eval()
+    saved = copy.deepcopy(opt.state_dict())
+    loaded = cls(groups(ours, SF.second), **SF.ours)
+    loaded.load_state_dict(saved)
+    assert all(group["train_mode"] is not saved_in_eval for group in loaded.param_groups)
+    if saved_in_eval:
+        assert max_relative_error(ours, ref) <= FP32_TOL  # x on both sides
+        with pytest.raises(RuntimeError, match="eval mode"):
+            loaded.step()
+        loaded.train()
+        opt_ref.train()
+    steps(60, loaded, opt_ref)
+    err = record(f"schedule_free state_dict round trip (saved in {'eval' if saved_in_eval else 'train'})",
+                 max_relative_error(ours, ref))
+    assert err <= FP32_TOL
+
+
+# --- hand-computed values where references disagree ------------------------------------------------
+
+
+def one_step(spec, p0, g, **hypers):
+    """``spec`` on one float64 tensor: the parameter after one step from ``p0`` with gradient ``g``."""
+    param = torch.nn.Parameter(torch.tensor(p0, dtype=torch.float64))
+    opt = optdsl.load(spec)([param], **hypers)
+    param.grad = torch.tensor(g, dtype=torch.float64)
+    opt.step()
+    return param.detach().tolist()
+
+
+def test_adafactor_torch_and_hf_disagree_on_eps_and_step_size():
+    """p = (3, 4): rms(p) = sqrt(12.5); g = (1, 1e-20); first step (w = 1: v = g^2).
+    torch: U = g / sqrt(max(g^2, eps1^2)) with eps1 = 1e-7: (1, 1e-13); alpha = rms(p) * min(lr, 1).
+    Hugging Face: U = g / sqrt(g^2 + 1e-30): (1, 1e-5); relative_step: alpha = rms(p) * min(1e-2, 1),
+    whatever lr is. rms(U) = sqrt(1/2) < 1: no clipping on either side."""
+    rms_p = math.sqrt(12.5)
+    torch_style = one_step("adafactor", [3.0, 4.0], [1.0, 1e-20], lr=0.1, eps1=1e-7)
+    assert torch_style == pytest.approx([3 - 0.1 * rms_p, 4 - 0.1 * rms_p * 1e-13], rel=1e-12)
+    hf = one_step("adafactor", [3.0, 4.0], [1.0, 1e-20], lr=0.1, eps1=1e-30, style="hf")
+    assert hf == pytest.approx([3 - 1e-2 * rms_p / math.sqrt(1 + 1e-30), 4 - 1e-2 * rms_p * 1e-5], rel=1e-12)
+
+
+def test_adafactor_hf_clips_the_update_rms_to_d():
+    """A vector of length 4, g = (1, 0, 0, 0) after a first step with g = (1, 1, 1, 1): v = (1, 1, 1, 1) + 1e-30
+    at t = 1; at t = 2, w = 2^-0.8, v = (1, 1 - w, 1 - w, 1 - w); U = (1, 0, 0, 0), rms(U) = 1/2 > d = 0.25:
+    U * 0.25 / 0.5; lr fixed (relative_step off, scale_parameter off): p -= 1e-2 * U / 2."""
+    param = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = optdsl.load("adafactor")([param], style="hf", eps1=1e-30, relative_step=False, scale_parameter=False,
+                                   lr=1e-2, d=0.25)
+    param.grad = torch.ones(4, dtype=torch.float64)
+    opt.step()  # U = 1 everywhere, rms 1 > 0.25: p = -1e-2 * 0.25
+    assert param.tolist() == pytest.approx([-2.5e-3] * 4, rel=1e-12)
+    param.grad = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    opt.step()
+    assert param.tolist() == pytest.approx([-2.5e-3 - 1e-2 * 0.5, -2.5e-3, -2.5e-3, -2.5e-3], rel=1e-12)
+
+
+def test_lamb_timm_and_cybertronai_trust_ratios():
+    """p = (30, 40), |p| = 50; g = (1, 0); weight_decay 0, no clipping. Both steps are u * ratio with
+    ratio = w / |u| and u = (x, 0): the step is lr * w in the first element.
+    timm (always_adapt; bias correction: u = 1 / (1 + 1e-6)): w = |p| = 50.
+    cybertronai: w = min(|p|, 10) = 10. (pytorch-optimizer's Lamb: 10 * |u| / (|u| + eps).)"""
+    timm = one_step("lamb", [30.0, 40.0], [1.0, 0.0], weight_decay=0.0, max_grad_norm=0.0, always_adapt=True)
+    assert timm == pytest.approx([30 - 1e-3 * 50, 40.0], rel=1e-12)
+    cyber = one_step("lamb", [30.0, 40.0], [1.0, 0.0], weight_decay=0.0, style="cybertronai")
+    assert cyber == pytest.approx([30 - 1e-3 * 10, 40.0], rel=1e-12)
+    # timm without always_adapt and weight_decay 0: no trust ratio, p -= lr * u
+    plain = one_step("lamb", [30.0, 40.0], [1.0, 0.0], weight_decay=0.0, max_grad_norm=0.0)
+    assert plain == pytest.approx([30 - 1e-3 / (1 + 1e-6), 40.0], rel=1e-12)
+
+
+def test_lamb_clips_by_the_norm_over_all_groups():
+    """Two groups, one tensor each: g = (3,) and (4,), global norm 5, max_grad_norm 1: g / 5. timm's m
+    and v then hold 0.1 * (0.6, 0.8) and 0.001 * (0.36, 0.64); a per-group norm would give 0.1 * (1, 1)."""
+    a, b = (torch.nn.Parameter(torch.ones(1, dtype=torch.float64)) for _ in range(2))
+    opt = optdsl.load("lamb")([{"params": [a]}, {"params": [b], "lr": 1e-2}])
+    a.grad, b.grad = torch.tensor([3.0], dtype=torch.float64), torch.tensor([4.0], dtype=torch.float64)
+    opt.step()
+    assert opt.state[a]["m"].item() == pytest.approx(0.06, rel=1e-12)
+    assert opt.state[b]["m"].item() == pytest.approx(0.08, rel=1e-12)
+    assert opt.state[b]["v"].item() == pytest.approx(0.001 * 0.64, rel=1e-12)
