@@ -67,6 +67,22 @@ def test_module_is_self_contained_and_documents_its_rule(spec):
     assert rule_text(rule) in doc.replace("\n    ", "\n")
 
 
+@pytest.mark.parametrize("spec", SPECS)
+def test_each_module_level_function_is_defined_once(spec):
+    """A device function sharing a host helper's name (``_pow``: host math of ``t^r`` beside an
+    in-kernel ``^``) replaced the helper, and the host code then called a @triton.jit function."""
+    tree = ast.parse(optdsl.compile_spec(spec, backend="triton"))
+    names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+
+
+def test_device_functions_do_not_share_host_helper_names():
+    from optdsl.backends.pyexpr import HELPERS
+    from optdsl.backends.triton_functions import FUNCTIONS
+
+    assert not set(HELPERS) & set(FUNCTIONS)
+
+
 def test_generated_source_is_deterministic():
     """Same spec, same bytes: in this process and in another with a different hash seed."""
     here = {s: hashlib.sha256(optdsl.compile_spec(s, backend="triton").encode()).hexdigest() for s in SPECS}

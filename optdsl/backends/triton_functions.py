@@ -6,6 +6,8 @@ on every supported version (3.6 on the GPU machines, 3.9 in CI) and under the
 CPU interpreter: ``tanh``, ``cosh``, a ``pow`` with torch's semantics,
 torch's ``lerp`` and ``sign``, and rounding fp32 to bf16 (nearest-even, or
 stochastic) in a way that gives the same bits compiled and interpreted.
+Names that the host helpers (pyexpr.HELPERS) also define carry a ``_tl_`` prefix:
+both live in one module, and a device function must not shadow the host helper.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ FUNCTIONS: dict[str, str] = {
     "_square": '''@triton.jit
 def _square(x):
     return x * x''',
-    "_sign": '''@triton.jit
-def _sign(x):
+    "_tl_sign": '''@triton.jit
+def _tl_sign(x):
     """torch.sign: -1, 0 or 1, and nan for nan."""
     return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, tl.where(x == 0, 0.0, x)))''',
     "_lerp": '''@triton.jit
@@ -23,8 +25,8 @@ def _lerp(a, b, w):
     """torch.lerp's formula: exact at both ends for any weight."""
     w = tl.cast(w, tl.float32)
     return tl.where(tl.abs(w) < 0.5, a + w * (b - a), b - (b - a) * (1.0 - w))''',
-    "_pow": '''@triton.jit
-def _pow(a, b):
+    "_tl_pow": '''@triton.jit
+def _tl_pow(a, b):
     """a ** b as torch.pow: a negative base needs an integral exponent, 0 ** 0 == 1."""
     a = tl.cast(a, tl.float32)
     b = tl.cast(b, tl.float32)
@@ -32,8 +34,8 @@ def _pow(a, b):
     odd = tl.floor(b * 0.5) * 2.0 != b
     r = tl.where(a < 0, tl.where(tl.floor(b) == b, tl.where(odd, -r, r), _NAN), r)
     return tl.where(b == 0, 1.0, tl.where(a == 1, 1.0, r))''',
-    "_tanh": '''@triton.jit
-def _tanh(x):
+    "_tl_tanh": '''@triton.jit
+def _tl_tanh(x):
     """tanh in fp32: a series near 0, where (1 - e) / (1 + e) would cancel."""
     y = tl.abs(x)
     e = tl.exp(-2.0 * y)
@@ -42,8 +44,8 @@ def _tanh(x):
     near = y * (1.0 + y2 * (-1.0 / 3.0 + y2 * (2.0 / 15.0 + y2 * (-17.0 / 315.0 + y2 * (62.0 / 2835.0 + y2 * (-1382.0 / 155925.0))))))
     r = tl.where(y < 0.3, near, far)
     return tl.where(x < 0, -r, tl.where(x == x, r, x))''',
-    "_cosh": '''@triton.jit
-def _cosh(x):
+    "_tl_cosh": '''@triton.jit
+def _tl_cosh(x):
     """cosh in fp32, finite up to the same |x| as torch.cosh."""
     e = tl.exp(tl.abs(x) - 0.6931471805599453)
     return e + 0.25 / e''',
@@ -84,7 +86,7 @@ CONSTANTS: dict[str, str] = {
     "_INF": "_INF = tl.constexpr(math.inf)",
     "_NAN": "_NAN = tl.constexpr(math.nan)",
 }
-USES_CONSTANTS: dict[str, tuple[str, ...]] = {"_pow": ("_NAN",)}
+USES_CONSTANTS: dict[str, tuple[str, ...]] = {"_tl_pow": ("_NAN",)}
 
 
 def closure(names: set[str]) -> list[str]:

@@ -102,7 +102,7 @@ class TritonPrinter(PyPrinter):
                 return f"(1.0 / {x if simple else f'({x})'})"
             if e in (3.0, -2.0) and simple:
                 return f"({x} * {x} * {x})" if e == 3.0 else f"(1.0 / ({x} * {x}))"
-        return self._call("_pow", x, self.expr(exponent, depth + 1))
+        return self._call("_tl_pow", x, self.expr(exponent, depth + 1))
 
     def _function(self, node: Node, args: list[str]) -> str:
         o = node.op
@@ -111,7 +111,7 @@ class TritonPrinter(PyPrinter):
         if o == "square":
             return f"({args[0]} * {args[0]})" if self._prec(node.args[0]) >= 6 else self._call("_square", args[0])
         if o in ("sign", "tanh", "cosh"):
-            return self._call(f"_{o}", args[0])
+            return self._call(f"_tl_{o}", args[0])
         if o in ("min", "max"):
             return f"tl.{o}imum({args[0]}, {args[1]}, {NAN_PROPAGATING})"
         if o == "clamp":
