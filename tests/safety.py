@@ -58,6 +58,7 @@ def _message_patterns(cls: str) -> list[re.Pattern]:
         r"betas must have \d+ values, got ",
         r"a channel reduction needs a tensor with a first dimension, got shape ",
         r"newton_schulz needs a tensor with at least 2 dimensions, got shape ",
+        r"newton_schulz takes a whole number of steps, got ",
     )]
 
 

@@ -18,6 +18,8 @@ and exits if a case hangs.
 
 from __future__ import annotations
 
+import re
+
 import faulthandler
 import os
 import random
@@ -205,9 +207,12 @@ def check_module(text: str, seed: int, stats: Counter) -> None:
     if compiled_ops & NEEDS_2D:
         one_d = make_params([(5,)], seed)
         one_d[0].grad = torch.ones(5, dtype=torch.float64)
-        with pytest.raises(ValueError, match="which need parameters with at least 2 dimensions; got one of shape \\(5,\\)"):
+        # a matrix op under a branch a 1-D tensor never takes needs no matrix: then the step runs
+        try:
             cls(one_d).step()
-        stats["clear 1-D errors"] += 1
+        except ValueError as exc:
+            assert re.search(r"to this parameter, which needs at least 2 dimensions; it has shape \(5,\)", str(exc)), exc
+            stats["clear 1-D errors"] += 1
 
     for foreach in (None, False):
         params = make_params(shapes, seed)

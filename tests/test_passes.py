@@ -10,7 +10,7 @@ import torch
 
 import optdsl
 from optdsl.compiler import from_text, lower, resolve
-from optdsl.ir.evaluate import evaluate_step
+from optdsl.ir.evaluate import evaluate_reductions, evaluate_step
 from optdsl.ir.nodes import Node, Rule, leaf, op, postorder
 from optdsl.ir.ops import Kind
 from optdsl.ir.verify import IRError, verify
@@ -77,11 +77,16 @@ def _random_inputs(rule: Rule, seed: int):
     return p, grad, state
 
 
+def _reduced(rule: Rule, p, grad, t, state) -> dict | None:
+    """The rule's group reductions over a group of this one tensor."""
+    return evaluate_reductions(rule, [(0, p, grad, t, dict(state), None)])[0] if rule.reductions else None
+
+
 def _assert_same(before: Rule, after: Rule, seed: int = 0, t: int = 3) -> None:
     p, grad, state = _random_inputs(before, seed)
-    p1, s1 = evaluate_step(before, p.clone(), grad, t, dict(state))
+    p1, s1 = evaluate_step(before, p.clone(), grad, t, dict(state), reduced=_reduced(before, p, grad, t, state))
     kept = {k: v for k, v in state.items() if k in {s.name for s in after.states}}
-    p2, s2 = evaluate_step(after, p.clone(), grad, t, kept)
+    p2, s2 = evaluate_step(after, p.clone(), grad, t, kept, reduced=_reduced(after, p, grad, t, kept))
     torch.testing.assert_close(p2, p1, rtol=1e-9, atol=1e-12)
     for name in s2:
         torch.testing.assert_close(torch.as_tensor(s2[name]), torch.as_tensor(s1[name]), rtol=1e-9, atol=1e-12)
