@@ -125,7 +125,7 @@ class Dialect:
         return f"[{body} for {', '.join(names)} in zip({', '.join(tensors)})]"
 
     def copy(self, dst: str, src: str) -> str:
-        return f"torch._foreach_copy_({dst}, {src})" if self.foreach else f"{dst}.copy_({src})"
+        return f"_copy_each({dst}, {src})" if self.foreach else f"{dst}.copy_({src})"
 
     def clone(self, src: str) -> str:
         return f"torch._foreach_mul({src}, 1.0)" if self.foreach else f"{src}.clone()"

@@ -111,7 +111,8 @@ class InitWriter:
         if s.shape in STATE_SHAPE_CODE:
             shape = STATE_SHAPE_CODE[s.shape]
             if init.kind <= Kind.SHAPE:
-                return [f"{key} = torch.full({shape}, float({self.printer.expr(init)}), dtype=dtype, device=param.device)"]
+                # new_full, not torch.full: a DTensor parameter gets a DTensor state (same mesh)
+                return [f"{key} = param.new_full({shape}, float({self.printer.expr(init)}), dtype=dtype)"]
             value, lines = self._tensor(init)
             return lines + [f"{key} = torch.broadcast_to({value}, {shape}).to(dtype, copy=True)"]
         if s.shape == "tensor" and init.op == "const" and init.attr == 0.0:
