@@ -372,7 +372,7 @@ class TorchEmitter:
         base_term = terms.pop(base)
         if self._try_lerp(buffer, base_term, terms):
             return True
-        self.scale(buffer, base_term)
+        self.multiply_by_coef(buffer, base_term)
         for t in terms:
             self.accumulate(buffer, t)
         return True
@@ -471,7 +471,7 @@ class TorchEmitter:
     def _host_coef(self, term: Term) -> bool:
         return term.coef is None or term.coef.kind <= Kind.SHAPE
 
-    def scale(self, buffer: str, term: Term) -> None:
+    def multiply_by_coef(self, buffer: str, term: Term) -> None:
         if term.coef is None and term.sign > 0:
             return
         if term.coef is None:

@@ -533,7 +533,7 @@ class _Checker:
             self.error(
                 expr.func_span,
                 f"{expr.func}() is only allowed in a state initializer: it draws once, when the state is created",
-                hint=f"state x = {expr.func}() * scale",
+                hint=f"state x = {expr.func}() * std",
             )
             return None
         op = table.get(len(expr.args))
