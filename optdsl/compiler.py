@@ -101,7 +101,7 @@ def build(src: SpecSource, variants: tuple[str, ...] = (), allow_variant: bool =
         if not allow_variant or variants:
             raise SpecError(
                 [Diagnostic(tree.name_span, f"'{tree.name}' is a variant; apply it to an optimizer, "
-                            f"e.g. optdsl compile adamw --variant {Path(src.file).stem}")],
+                            f"e.g. optdsl compile OPTIMIZER --variant {Path(src.file).stem}")],
                 src.text,
             )
         return apply_variants(probe_rule(tree), [tree])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import re
 
-SUPER_METHODS = {"__init__", "__setstate__"}  # the only dunders: defined, and called as super().NAME
 ALLOWED_IMPORTS = {"math", "torch", "triton", "triton.language"}
 ALLOWED_NODES = {
     ast.Module, ast.Expr, ast.Constant, ast.Import, ast.alias, ast.Assign, ast.AugAssign, ast.List, ast.Tuple,
@@ -33,6 +32,8 @@ FORBIDDEN_NAMES = {
     "builtins", "type", "object", "classmethod", "property", "__loader__", "__spec__", "__file__",
 }
 ALLOWED_DECORATORS = {"staticmethod", "torch.no_grad()", "triton.jit"}
+# dunder methods the class may define, calling only super()'s (__setstate__: on train/eval blocks)
+SUPER_METHODS = {"__init__", "__setstate__"}
 
 # string constants of the template itself (keys, message pieces)
 TEMPLATE_STRINGS = {

@@ -7,18 +7,28 @@ Exit codes: 0 success, 1 a spec has errors (or is not canonical, for fmt --check
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import optdsl
+import optdsl.compiler
 from optdsl.passes import PIPELINE
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = sorted(optdsl.builtin_specs())
+
+
+def class_name(spec: str) -> str:
+    """The optimizer class a built-in spec declares (``optimizer AdamW``)."""
+    text = optdsl.compiler.builtin_specs()[spec].read_text(encoding="utf-8")
+    return re.search(r"^optimizer\s+(\w+)", text, re.M).group(1)
 
 
 def optdsl_cli(*args: str, cwd: Path, module: bool = False, **env_extra: str) -> subprocess.CompletedProcess:
@@ -49,6 +59,7 @@ def test_list_prints_one_line_per_builtin(tmp_path):
     assert [line.split()[0] for line in lines] == BUILTINS
     rows = dict((line.split()[0], line.split()[1]) for line in lines)
     assert rows["adamw"] == "AdamW" and rows["sgd"] == "SGD"
+    assert rows == {name: class_name(name) for name in BUILTINS}  # each with its optimizer's class
     assert all(len(line.split()) > 2 for line in lines)  # and the first line of the docstring
 
 
@@ -84,8 +95,18 @@ def test_compile_all_into_a_folder(tmp_path):
     written = sorted(p.stem for p in (tmp_path / "generated").glob("*.py"))
     assert written == BUILTINS
     assert len(result.stdout.splitlines()) == len(BUILTINS)
-    for name in BUILTINS:
-        ast.parse((tmp_path / "generated" / f"{name}.py").read_text(encoding="utf-8"))
+    for name in BUILTINS:  # each an importable module holding its optimizer class
+        path = tmp_path / "generated" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.__all__ == [class_name(name)]
+        cls = getattr(module, class_name(name))
+        assert issubclass(cls, torch.optim.Optimizer)
+        param = torch.nn.Parameter(torch.ones(3, 2))
+        param.grad = torch.full((3, 2), 0.5)
+        cls([param]).step()
+        assert torch.isfinite(param).all() and not torch.equal(param.detach(), torch.ones(3, 2)), name
 
 
 @pytest.mark.parametrize(

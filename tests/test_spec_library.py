@@ -444,3 +444,128 @@ def test_host_where_with_a_number_beside_a_tensor():
             param.grad = torch.tensor([1.0, -2.0])
             cls([param], enabled=enabled, foreach=foreach).step()
             close(param.detach(), expected, rel=1e-6)
+
+
+# --- the library as a whole ------------------------------------------------------------------
+
+import ast as pyast  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from optdsl.compiler import builtin_specs, parse, resolve  # noqa: E402
+from optdsl.frontend import ast as spec_ast  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# Not compiler code: optdsl/search/ runs the rule search, which scores candidates against a
+# tuned AdamW baseline and warm-starts from SGD by name; optdsl/demo.py is the `optdsl demo`
+# command, whose job is to train the adamw spec beside torch.optim.AdamW.
+NOT_COMPILER = ("optdsl/search/", "optdsl/demo.py")
+
+
+def spec_names() -> set[str]:
+    """Every built-in spec's file stem and optimizer class name, lower-cased."""
+    names = set()
+    for stem, path in builtin_specs().items():
+        names.add(stem.lower())
+        names.add(re.search(r"^optimizer\s+(\w+)", path.read_text(encoding="utf-8"), re.M).group(1).lower())
+    return names
+
+
+def _docstrings(tree: pyast.AST) -> set[int]:
+    out = set()
+    for node in pyast.walk(tree):
+        if isinstance(node, (pyast.Module, pyast.ClassDef, pyast.FunctionDef, pyast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, pyast.Expr) and isinstance(first.value, pyast.Constant) and isinstance(first.value.value, str):
+                out.add(id(first.value))
+    return out
+
+
+def code_words(source: str) -> list[tuple[int, str]]:
+    """(line, text) of a Python file's code: names, attributes, parameters, imports and string
+    constants (f-string parts too); not comments or docstrings, which may cite an optimizer."""
+    tree = pyast.parse(source)
+    docs = _docstrings(tree)
+    out = []
+    for node in pyast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, pyast.Name):
+            out.append((line, node.id))
+        elif isinstance(node, pyast.Attribute):
+            out.append((line, node.attr))
+        elif isinstance(node, (pyast.FunctionDef, pyast.AsyncFunctionDef, pyast.ClassDef)):
+            out.append((line, node.name))
+        elif isinstance(node, pyast.arg):
+            out.append((line, node.arg))
+        elif isinstance(node, pyast.keyword) and node.arg:
+            out.append((line, node.arg))
+        elif isinstance(node, pyast.alias):
+            out += [(line, node.name), (line, node.asname or "")]
+        elif isinstance(node, pyast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            out.append((line, node.value))
+    return out
+
+
+def whole_word(name: str) -> re.Pattern:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def name_hits(words: list[tuple[int, str]], names: set[str]) -> list[tuple[int, str, str]]:
+    """Whole words (letters and digits; ``_`` separates words) equal to a spec name, any case."""
+    patterns = {n: whole_word(n) for n in names}
+    return [(line, n, text) for line, text in words for n, pattern in patterns.items() if pattern.search(text)]
+
+
+def test_the_name_check_finds_names_in_code():
+    """The scan itself: a name in an identifier, an attribute, a string or an f-string part is
+    found in any case; a name inside a longer word or in a docstring or comment is not."""
+    source = ('"""Adam is cited here."""\nimport math\n# lion\n\n\ndef f(x, beta_Lion=1):\n'
+              '    """AdamW too."""\n    y = x.RADAM + math.adamwx\n    return f"{y} SGD-like"\n')
+    hits = name_hits(code_words(source), {"adam", "adamw", "lion", "radam", "sgd"})
+    assert sorted((line, n) for line, n, _ in hits) == [(6, "lion"), (8, "radam"), (9, "sgd")]
+
+
+def test_no_builtin_spec_name_in_the_compiler():
+    """The compiler knows no optimizer: nothing in its code, templates or grammar names a
+    built-in spec (file stem or class name, any case, as a whole word)."""
+    names = spec_names()
+    assert {"adamw", "lion", "muon", "sgd", "schedule_free_adamw", "schedulefreeadamw"} <= names
+    hits = []
+    for path in sorted((REPO / "optdsl").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith(NOT_COMPILER):
+            continue
+        hits += [(rel, *hit) for hit in name_hits(code_words(path.read_text(encoding="utf-8")), names)]
+    for path in sorted((REPO / "templates").iterdir()) + sorted((REPO / "grammars").iterdir()):
+        lines = list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
+        hits += [(path.relative_to(REPO).as_posix(), *hit) for hit in name_hits(lines, names)]
+    assert not hits, "\n".join(f"{f}:{line}: {n!r} in {text[:80]!r}" for f, line, n, text in hits)
+
+
+# "(Authors, Year" in parentheses, e.g. (Kingma & Ba, 2015, ...) or (Hinton, Lecture 6e of "...", 2012)
+CITATION = re.compile(r"\((?:[A-Z][\w'-]*|[a-z][a-z0-9]+)[^()]*?,\s*(?:[^()]*?,\s*)?(?:19|20)\d\d\b")
+# and what identifies the work: a quoted title, an arXiv id, a venue or a link
+WORK = re.compile(r'"[^"]{12,}"|arXiv:\d{4}\.\d{4,5}|\b(?:JMLR|NeurIPS|ICLR|ICML|TPAMI)\b|\w\.github\.io/\S+')
+
+
+def spec_doc(name: str) -> str:
+    docs = [item for item in parse(resolve(name)).items if isinstance(item, spec_ast.Doc)]
+    return docs[0].text if docs else ""
+
+
+def cites_a_paper(doc: str) -> bool:
+    return any(WORK.search(doc[m.start():m.start() + 400]) for m in CITATION.finditer(doc))
+
+
+def test_citation_check():
+    assert cites_a_paper('X (Kingma & Ba, 2015, arXiv:1412.6980).')
+    assert cites_a_paper('X (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").')
+    assert cites_a_paper('X (Duchi, Hazan & Singer, 2011, JMLR 12).')
+    assert not cites_a_paper("Stochastic gradient descent with momentum (torch.optim.SGD).")
+    assert not cites_a_paper("X (Kingma & Ba, 2015).")  # nothing to find the paper by
+    assert not cites_a_paper("X, see arXiv:1412.6980 (2015).")  # no authors
+
+
+def test_at_least_30_specs_cite_a_paper():
+    citing = [name for name in builtin_specs() if cites_a_paper(spec_doc(name))]
+    assert len(citing) >= 30, sorted(set(builtin_specs()) - set(citing))

@@ -125,7 +125,7 @@ class Dialect:
         return f"[{body} for {', '.join(names)} in zip({', '.join(tensors)})]"
 
     def copy(self, dst: str, src: str) -> str:
-        return f"torch._foreach_copy_({dst}, {src})" if self.foreach else f"{dst}.copy_({src})"
+        return f"_copy_each({dst}, {src})" if self.foreach else f"{dst}.copy_({src})"
 
     def clone(self, src: str) -> str:
         return f"torch._foreach_mul({src}, 1.0)" if self.foreach else f"{src}.clone()"
@@ -372,7 +372,7 @@ class TorchEmitter:
         base_term = terms.pop(base)
         if self._try_lerp(buffer, base_term, terms):
             return True
-        self.scale(buffer, base_term)
+        self.multiply_by_coef(buffer, base_term)
         for t in terms:
             self.accumulate(buffer, t)
         return True
@@ -471,7 +471,7 @@ class TorchEmitter:
     def _host_coef(self, term: Term) -> bool:
         return term.coef is None or term.coef.kind <= Kind.SHAPE
 
-    def scale(self, buffer: str, term: Term) -> None:
+    def multiply_by_coef(self, buffer: str, term: Term) -> None:
         if term.coef is None and term.sign > 0:
             return
         if term.coef is None:

@@ -111,7 +111,8 @@ class InitWriter:
         if s.shape in STATE_SHAPE_CODE:
             shape = STATE_SHAPE_CODE[s.shape]
             if init.kind <= Kind.SHAPE:
-                return [f"{key} = torch.full({shape}, float({self.printer.expr(init)}), dtype=dtype, device=param.device)"]
+                # new_full, not torch.full: a DTensor parameter gets a DTensor state (same mesh)
+                return [f"{key} = param.new_full({shape}, float({self.printer.expr(init)}), dtype=dtype)"]
             value, lines = self._tensor(init)
             return lines + [f"{key} = torch.broadcast_to({value}, {shape}).to(dtype, copy=True)"]
         if s.shape == "tensor" and init.op == "const" and init.attr == 0.0:
@@ -136,13 +137,14 @@ class InitWriter:
         return value.code, list(emitter.lines)
 
     # --- checks ------------------------------------------------------------------------------
-    def _needs(self) -> dict[int, tuple[G.Guard, list[str]]]:
-        """rank -> (where some operation needing it runs, the operations)."""
-        out: dict[int, tuple[G.Guard, list[str]]] = {}
+    def _needs(self) -> dict[tuple[int, G.Guard], list[str]]:
+        """(rank, where they run) -> the operations needing that rank which run exactly there:
+        one check each, so that its message names only what applies to the parameter."""
+        out: dict[tuple[int, G.Guard], list[str]] = {}
 
         def add(rank: int, guard, what: str) -> None:
-            g, names = out.get(rank, (G.FALSE, []))
-            out[rank] = (G.disjoin(g, guard), names + ([what] if what not in names else []))
+            names = out.setdefault((rank, guard), [])
+            names += [what] if what not in names else []
 
         for node in self._nodes():
             need = RANK_NEEDED.get(node.op)
@@ -161,9 +163,14 @@ class InitWriter:
 
     def _rank_checks(self) -> list[str]:
         lines = []
-        for rank, (guard, names) in sorted(self._needs().items()):
-            if not guard:
-                continue
+        needs = self._needs()
+        covered: set[int] = set()  # ranks with an unconditional check: the others never raise
+        for rank, guard in sorted(needs, key=lambda key: (key[0], key[1] != G.TRUE)):
+            names = needs[(rank, guard)]
+            if rank in covered or min(G.reachable_ranks(guard), default=rank) >= rank:
+                continue  # none, or only where ndim says the parameter has the rank
+            if guard == G.TRUE:
+                covered.add(rank)
             test = f"param.dim() < {rank}"
             if guard != G.TRUE:
                 text = self.guard_text(guard)

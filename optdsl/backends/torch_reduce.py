@@ -83,7 +83,7 @@ class ReductionWriter:
         out.append("for (group, buckets), need in zip(groups, needs):")
         body = _hyper_lines(rule, hypers, self.betas)
         body.append(f"parts = {tuple([] for _ in range(k))!r}".replace("[]", "[]"))
-        body.append("for (_, _, _, t), (params, states) in buckets.items():")
+        body.append("for (*_, t), (params, states) in buckets.items():")
         loop = [f"dtype = torch.promote_types(params[0].dtype, {self._bucket_dtype()})",
                 "for param, state in zip(params, states):"]
         inner = [

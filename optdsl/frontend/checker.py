@@ -206,7 +206,8 @@ class _Checker:
             self.error(
                 value.span,
                 f"{state.shape} state '{state.name}' cannot {verb} a value that varies along the {dim} dimension",
-                hint=f"{state.shape} states hold one number per {state.shape}: use {reduce}, a scalar, or another {state.shape} state",
+                hint=f"{state.shape} states hold one number per {'row' if state.shape == 'row' else 'column'}: "
+                f"use {reduce}, a scalar, or another {state.shape} state",
             )
 
     # statements
@@ -217,6 +218,9 @@ class _Checker:
             if kind is not None and kind != Kind.TENSOR:
                 self.error(stmt.value.span, f"variant '{stmt.variant}' must assign g a tensor, but this is {kind.noun}")
             self.locals["g"] = Kind.TENSOR
+            return
+        if target == "g" and self.event is not None:
+            self.error(span, f"cannot assign 'g' in 'on {self.event}': it runs outside a step, where there is no gradient")
             return
         if target in ("g", "t"):
             self.error(span, f"cannot assign '{target}': it is given" + (" (use a variant 'on g' to change the gradient)" if target == "g" else ""))
@@ -529,7 +533,7 @@ class _Checker:
             self.error(
                 expr.func_span,
                 f"{expr.func}() is only allowed in a state initializer: it draws once, when the state is created",
-                hint=f"state x = {expr.func}() * scale",
+                hint=f"state x = {expr.func}() * std",
             )
             return None
         op = table.get(len(expr.args))

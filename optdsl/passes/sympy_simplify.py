@@ -350,7 +350,7 @@ def _time_limit(seconds: float):
 
     armed = [True]
 
-    def on_alarm(signum, frame):
+    def on_alarm(_signal_number, _frame):
         if armed[0]:
             raise _Timeout()
 
