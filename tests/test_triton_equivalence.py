@@ -12,6 +12,9 @@ with it. Tolerances:
 * bf16 parameters with fp32 states: both backends compute in fp32 and round
   to nearest-even, so they agree within one bf16 ulp (2^-8 relative) per step
   of disagreement; we allow 4 ulps of the scale, as the torch-vs-reference tests do.
+* Newton-Schulz in bf16 (Muon and friends): a bf16 ulp of the orthogonalized
+  update per step (NS_BF16_TOL), as an fp32 difference in its input may round
+  to the neighbouring bf16 value.
 
 New specs are picked up from ``optdsl.builtin_specs()``; variants (built on
 another branch) are added by extending ``EXTRA_CASES``.
@@ -23,10 +26,13 @@ import pytest
 import torch
 
 import optdsl
-from triton_harness import Case, has_jumps, load_pair, relative_errors, run_both, two_groups
+from triton_harness import Case, has_jumps, load_pair, relative_errors, rounds_to_bf16, run_both, two_groups
 
 STEPS = 20
 FP32_TOL = 1e-6
+# Newton-Schulz in bf16: where an fp32 rounding difference moves its input across a bf16 rounding
+# boundary, the update differs by a bf16 ulp (2^-8) of lr * |update| ~ 1e-3 of p's scale per step
+NS_BF16_TOL = 2**-8 * 1e-3 * STEPS
 BF16_TOL = 4 * 2**-8
 # hypers that switch a rule to another branch: set in the second group wherever a spec has them
 BRANCH_HYPERS = {"eps_style": "hf", "nesterov": True, "centered": True, "decoupled_weight_decay": True,
@@ -70,7 +76,7 @@ def _run(case: Case, dtype: torch.dtype, **options):
 
 def assert_fp32_close(case: Case, ours, ref) -> None:
     errors = relative_errors(ours, ref)
-    off = int((errors > FP32_TOL).sum())
+    off = int((errors > (NS_BF16_TOL if rounds_to_bf16(case) else FP32_TOL)).sum())
     if has_jumps(case):
         allowed = max(3, int(0.002 * errors.numel()))
         assert off <= allowed, f"{case.id}: {off} of {errors.numel()} elements off (sign flips allowed: {allowed})"

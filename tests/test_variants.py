@@ -22,7 +22,7 @@ from eager_references import EagerCautiousAdamW
 from harness import groups, max_relative_error, run_pair
 from optdsl.compiler import SpecNotFound
 
-# Hypers that make every variant matter: SGD, RMSprop and LARS keep no velocity at momentum 0;
+# Hypers that make every variant matter: SGD, SGDP, RMSprop and LARS keep no velocity at momentum 0;
 # without decay Adagrad's update has the sign of g, and with alpha >= 1 so has AddSign's
 # (alpha + sign(g) sign(m)) g, so Grams would leave them unchanged.
 INTERESTING = {
@@ -31,9 +31,21 @@ INTERESTING = {
     "adagrad": {"weight_decay": 0.1},
     "lars": {"momentum": 0.9, "lr": 0.1},
     "addsign": {"alpha": 0.5},
+    "sgdp": {"momentum": 0.9},
+    "adafactor": {"style": "hf", "beta1": 0.9},  # by default its update g / sqrt(v) has the sign of g
 }
 # Pairs a variant cannot apply to, by design: the located error must name what is missing.
-INCOMPATIBLE = {("adagrad", "adaptive_braking"): "reads 'm', which optimizer 'Adagrad' does not have"}
+# Schedule-Free has no update direction u (its step interpolates y toward z) and no velocity m;
+# Adafactor keeps m only for style "hf" with beta1 > 0, SCALE only for the output layer and vectors,
+# so Adaptive Braking's cosine with m has no m to read for their other tensors.
+INCOMPATIBLE = {
+    ("adagrad", "adaptive_braking"): "reads 'm', which optimizer 'Adagrad' does not have",
+    ("schedule_free_adamw", "adaptive_braking"): "reads 'm', which optimizer 'ScheduleFreeAdamW' does not have",
+    **{("schedule_free_adamw", v): "hooks u, but optimizer 'ScheduleFreeAdamW' never assigns u"
+       for v in ("cautious", "grams", "cmgup")},
+    ("adafactor", "adaptive_braking"): r"state 'm' exists only where \(style == \"hf\"\) \* \(beta1 > 0\)",
+    ("scale", "adaptive_braking"): r"state 'm' exists only where max\(role == \"output\", ndim < 2\)",
+}
 # Pairs a variant applies to but cannot change, by design: the test checks it really does not.
 NO_EFFECT = {
     ("grams", "grams"): "Grams' direction already is sign(g) * |u|",

@@ -51,6 +51,13 @@ def has_jumps(case: Case) -> bool:
     return any(n.op in jumps and n.kind >= Kind.SCALAR for n in postorder(rule.roots()))
 
 
+def rounds_to_bf16(case: Case) -> bool:
+    """Whether the rule rounds a value to bfloat16 mid-step (newton_schulz with bf16 on): an input
+    that differs by fp32 rounding may round to the neighbouring bf16 value there."""
+    rule = optimize(lower(resolve(case.spec), tuple(case.load.get("variants", ())))[0])
+    return any(n.op == "newton_schulz" for n in postorder(rule.roots()))
+
+
 def make_params(shapes=SHAPES, dtype=torch.float32, device=DEVICE, seed: int = 0) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(s, generator=gen).to(device=device, dtype=dtype).requires_grad_(True) for s in shapes]
