@@ -1,0 +1,185 @@
+"""The spec library's matrix specs (muon, adamuon, auon, scale) against their references.
+
+References: torch.optim.Muon with torch.optim.AdamW for the other tensors (TorchMuonPair),
+and the eager transcriptions of tests/matrix_references.py (Keller Jordan's muon.py, the
+official AdaMuon, ryyzn9/AuON's AuON and HybridAuON, OptimAI-Lab's SCALE), 200 steps on
+random gradients, odd shapes (7x5, 5x7, a 4x3x3x3 conv weight, 1-D biases) in two param
+groups with different hypers.
+
+Tolerances:
+
+* Rules without Newton-Schulz, or with it in fp32 (``ns_bf16=False`` against the reference
+  run in fp32): 1e-6 relative to the parameter scale for elementwise rules, 1e-5 where
+  Newton-Schulz's matrix products (whose summation order differs) are involved.
+* Newton-Schulz in bfloat16 (the default): the quintic iteration amplifies a one-ulp change
+  of its bf16 input up to ~3.4x per iteration along small singular directions, so two valid
+  execution orders of the same reference differ by far more than a bf16 ulp (measured 1e-4
+  to 5e-3 after 200 steps). Each such case therefore checks (a) against the reference run
+  in the generated code's order (normalized in fp32, then cast; torch's addmm form):
+  tight where the reference keeps everything else in fp32, else within the bf16 rounding of
+  the parts the reference keeps in bf16; and (b) against the reference itself: no farther
+  from it than that reordered reference is (twice its drift).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import matrix_references as mr
+import optdsl
+from harness import make_params, max_relative_error, run_pair
+
+ELEMENTWISE_TOL = 1e-6
+NS_FP32_TOL = 1e-5
+BF16_ULP = 2**-8
+SHAPES = [(7, 5), (5, 7), (4, 3, 3, 3), (3, 5, 7), (7,), (1,)]
+FLAT_SHAPES = [(7, 5), (5, 7), (7,), (1,)]  # where the reference orthogonalizes >2-D tensors otherwise (see below)
+KELLER = {"style": "keller", "lr": 0.02, "weight_decay": 0.0, "adam_eps": 1e-10, "betas": (0.9, 0.95)}
+
+
+def two_groups(params, second):
+    return [{"params": params[:2]}, {"params": params[2:], **second}]
+
+
+def case(spec, ours, ref, ref_kw, second, ref_second=None, shapes=SHAPES, tol=ELEMENTWISE_TOL, **extra):
+    """A comparison: ``ours``/``ref_kw`` constructor options; ``second``/``ref_second`` the second group's."""
+    return dict(spec=spec, ours=ours, ref=ref, ref_kw=ref_kw, second=second,
+                ref_second=second if ref_second is None else ref_second, shapes=shapes, tol=tol, **extra)
+
+
+def case_id(c):
+    extra = ",".join(f"{k}={v}" for k, v in c["ours"].items() if k not in ("lr", "weight_decay", "adam_eps", "betas"))
+    return f"{c['spec']}[{extra}]" if extra else c["spec"]
+
+
+class AdaMuonWithoutSign(mr.AdaMuonRef):
+    """The official AdaMuon without its sign before Newton-Schulz (the spec's sign_first=false, the
+    timm / pytorch-optimizer choice; neither package is otherwise this rule)."""
+
+    before_ns = staticmethod(lambda g: g)
+
+
+# Cases whose every step is fp32 on both sides (no bf16 Newton-Schulz).
+FP32_CASES = [
+    case("muon", {"ns_bf16": False}, mr.TorchMuonRef, {"bf16": False}, {"lr": 3e-3, "momentum": 0.9, "betas": (0.8, 0.99)},
+         tol=NS_FP32_TOL),
+    case("muon", {"ns_bf16": False, "nesterov": False}, mr.TorchMuonRef, {"bf16": False, "nesterov": False},
+         {"lr": 3e-3, "weight_decay": 0.01}, tol=NS_FP32_TOL),
+    case("muon", {"ns_bf16": False, "adjust_lr": "match_rms_adamw"}, mr.TorchMuonRef,
+         {"bf16": False, "adjust_lr_fn": "match_rms_adamw"}, {"lr": 3e-3}, tol=NS_FP32_TOL),
+    case("muon", {**KELLER, "ns_bf16": False}, mr.KellerMuonRef, {"bf16": False}, {"lr": 3e-3, "momentum": 0.9},
+         shapes=[(7, 5), (5, 7), (4, 3, 3, 3), (7,), (1,)], tol=NS_FP32_TOL),
+    case("adamuon", {"ns_bf16": False}, mr.AdaMuonRef, {"bf16": False}, {"lr": 3e-3, "momentum": 0.9},
+         shapes=FLAT_SHAPES, tol=NS_FP32_TOL),
+    case("adamuon", {"ns_bf16": False, "nesterov": False, "weight_decay": 0.1}, mr.AdaMuonRef,
+         {"bf16": False, "nesterov": False, "weight_decay": 0.1}, {"lr": 3e-3}, shapes=FLAT_SHAPES, tol=NS_FP32_TOL),
+    case("adamuon", {"ns_bf16": False, "sign_first": False}, AdaMuonWithoutSign, {"bf16": False}, {"lr": 3e-3},
+         shapes=FLAT_SHAPES, tol=NS_FP32_TOL),
+    case("auon", {}, mr.AuONRef, {}, {"lr": 0.1, "gamma": 1.0}),
+    case("auon", {"weight_decay": 0.05, "momentum": 0.9}, mr.AuONRef, {"weight_decay": 0.05, "momentum": 0.9},
+         {"lr": 0.05, "gamma": 2.0}),
+    case("auon", {"hybrid": True}, mr.AuONRef, {"hybrid": True}, {"lr": 0.1, "momentum": 0.9}, shapes=FLAT_SHAPES,
+         tol=NS_FP32_TOL),
+    case("scale", {}, mr.ScaleRef, {}, {"lr": 3e-4, "weight_decay": 0.1}, {"lr": 3e-4, "wd": 0.1}),
+    case("scale", {"role": "output"}, mr.ScaleRef, {"role": "output"}, {"lr": 3e-4, "momentum": 0.5},
+         shapes=[(7, 5), (5, 7), (4, 3, 3, 3), (7,), (1,)]),
+    case("scale", {"role": "embedding", "adam_lr_factor": 3.0}, mr.ScaleRef, {"role": "embedding", "adam_lr": 3e-4},
+         {"lr": 3e-4, "weight_decay": 0.1}, {"lr": 3e-4, "wd": 0.1}, shapes=FLAT_SHAPES),
+]
+
+
+def run_case(c, foreach=None, steps=200, dtype=torch.float32, backend="torch", **options):
+    cls = optdsl.load(c["spec"], backend=backend)
+    extra = {} if foreach is None else {"foreach": foreach}
+    return run_pair(lambda ps: cls(two_groups(ps, c["second"]), **extra, **c["ours"]),
+                    lambda ps: c["ref"](two_groups(ps, c["ref_second"]), **c["ref_kw"]),
+                    steps=steps, dtype=dtype, shapes=c["shapes"], **options)
+
+
+@pytest.mark.parametrize("c", FP32_CASES, ids=[case_id(c) for c in FP32_CASES])
+@pytest.mark.parametrize("foreach", [True, False])
+def test_fp32_matches_reference(c, foreach):
+    err = max_relative_error(*run_case(c, foreach=foreach))
+    assert err <= c["tol"], f"{case_id(c)}: max relative error {err:.3g}"
+
+
+def test_parameters_really_move():
+    """Guards the cases: a rule and a reference that both did nothing would pass them."""
+    for c in FP32_CASES:
+        ours, _ = run_case(c, steps=5)
+        assert max_relative_error(ours, make_params(shapes=c["shapes"])) > 1e-4, case_id(c)
+
+
+FIRST_OF_EACH_SPEC = list({c["spec"]: c for c in reversed(FP32_CASES)}.values())
+
+
+@pytest.mark.parametrize("c", FIRST_OF_EACH_SPEC, ids=[case_id(c) for c in FIRST_OF_EACH_SPEC])
+def test_bf16_params_track_rounded_fp32_reference(c):
+    """bf16 params, fp32 states: against the fp32 reference rounded to bf16 after every step,
+    within a few bf16 ulps of the parameter scale."""
+    ours, ref = run_case(c, dtype=torch.bfloat16, ref_dtype=torch.float32, round_ref_to=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in ours)
+    err = max_relative_error(ours, ref)
+    assert err <= 4 * BF16_ULP, f"{case_id(c)}: {err:.3g}"
+
+
+# --- Newton-Schulz in bfloat16 (the default) -----------------------------------------------------
+
+# (case, the reference in the generated code's order, the tolerance against it)
+BF16_NS_CASES = [
+    (case("muon", {}, mr.TorchMuonPair, {}, {"lr": 3e-3, "weight_decay": 0.01, "momentum": 0.9}),
+     functools.partial(mr.TorchMuonRef, normalize_first=True), ELEMENTWISE_TOL),
+    (case("muon", {"nesterov": False}, mr.TorchMuonPair, {"muon": {"nesterov": False}}, {"lr": 3e-3}),
+     functools.partial(mr.TorchMuonRef, normalize_first=True, nesterov=False), ELEMENTWISE_TOL),
+    (case("muon", {"adjust_lr": "match_rms_adamw"}, mr.TorchMuonPair, {"muon": {"adjust_lr_fn": "match_rms_adamw"}},
+          {"lr": 3e-3}),
+     functools.partial(mr.TorchMuonRef, normalize_first=True, adjust_lr_fn="match_rms_adamw"), ELEMENTWISE_TOL),
+    # Keller scales the bf16 update in bf16 (ours in fp32): up to half a bf16 ulp of the update per step
+    (case("muon", KELLER, mr.KellerMuonRef, {}, {"lr": 3e-3}, shapes=[(7, 5), (5, 7), (4, 3, 3, 3), (7,), (1,)]),
+     functools.partial(mr.KellerMuonRef, normalize_first=True, form="addmm"), "bf16 update"),
+    # the official AdaMuon keeps v and the update in bf16 (ours in fp32)
+    (case("adamuon", {}, mr.AdaMuonRef, {}, {"lr": 3e-3}, shapes=FLAT_SHAPES),
+     functools.partial(mr.AdaMuonRef, normalize_first=True, form="addmm"), "bf16 update"),
+]
+
+
+def run_three(c, alt, steps=200):
+    """Ours, the reordered reference and the reference on identical gradients (the third one
+    stepped from ``between``); also the drift that rounding each update to bf16 may cause: half
+    a bf16 ulp of the reference's largest update element per step, summed, over the parameter scale."""
+    cls = optdsl.load(c["spec"])
+    alt_kw = c["ref_kw"].get("muon", {})
+    lists, bound = {}, [0.0]
+
+    def make_alt(ps):
+        lists["alt"], lists["before"] = ps, [p.detach().clone() for p in ps]
+        lists["ref"] = [p.detach().clone().requires_grad_(True) for p in ps]
+        lists["opt_ref"] = c["ref"](two_groups(lists["ref"], c["ref_second"]), **c["ref_kw"])
+        return alt(two_groups(ps, c["ref_second"]), **alt_kw)
+
+    def step_ref(step, _ours, _alt):
+        for a, b in zip(lists["alt"], lists["ref"]):
+            b.grad = a.grad.clone()
+        lists["opt_ref"].step()
+        now = [p.detach().clone() for p in lists["ref"]]
+        bound[0] += max((a - b).abs().max().item() for a, b in zip(now, lists["before"])) * BF16_ULP / 2
+        lists["before"] = now
+
+    ours, reordered = run_pair(lambda ps: cls(two_groups(ps, c["second"]), **c["ours"]), make_alt, steps=steps,
+                               shapes=c["shapes"], between=step_ref)
+    ref = lists["ref"]
+    return ours, reordered, ref, bound[0] / max(p.abs().max().item() for p in ref)
+
+
+@pytest.mark.parametrize("c,alt,tol", BF16_NS_CASES, ids=[case_id(c[0]) for c in BF16_NS_CASES])
+def test_bf16_newton_schulz(c, alt, tol):
+    ours, reordered, ref, rounding = run_three(c, alt)
+    limit = rounding if tol == "bf16 update" else tol
+    against_alt = max_relative_error(ours, reordered)
+    assert against_alt <= limit, f"{case_id(c)}: {against_alt:.3g} from the reordered reference (limit {limit:.3g})"
+    drift, err = max_relative_error(reordered, ref), max_relative_error(ours, ref)
+    assert drift <= 2**-5, f"the reference's own reordering drift {drift:.3g}"
+    assert err <= 2 * drift, f"{case_id(c)}: {err:.3g} from the reference, whose own reordering drifts {drift:.3g}"
