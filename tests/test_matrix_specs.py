@@ -183,3 +183,87 @@ def test_bf16_newton_schulz(c, alt, tol):
     drift, err = max_relative_error(reordered, ref), max_relative_error(ours, ref)
     assert drift <= 2**-5, f"the reference's own reordering drift {drift:.3g}"
     assert err <= 2 * drift, f"{case_id(c)}: {err:.3g} from the reference, whose own reordering drifts {drift:.3g}"
+
+
+# --- tensors of more than two dimensions ----------------------------------------------------------
+
+# The specs orthogonalize a >2-D tensor as its matrix view, output channels by the rest (their
+# docstrings). Keller's muon.py does so for 4-D only (3-D: batched over the first dimension), so a
+# 3-D tensor is checked against his code on the same values as a 4-D (d0, 1, d1, d2) weight, whose
+# view and scale (from the last two dimensions) are the spec's. HybridAuON batches every >2-D
+# tensor, and the official AdaMuon scales by sqrt(min(shape) * max(shape)) (for a matrix, numel):
+# both against their references on the (d0, rest) matrix, as the docstrings say.
+VIEW_CASES = [
+    (case("muon", {**KELLER, "ns_bf16": False}, mr.KellerMuonRef, {"bf16": False}, {"lr": 3e-3}, shapes=[(3, 5, 7), (6, 2, 5)],
+          tol=NS_FP32_TOL), [(3, 1, 5, 7), (6, 1, 2, 5)]),
+    (case("adamuon", {"ns_bf16": False}, mr.AdaMuonRef, {"bf16": False}, {"lr": 3e-3}, shapes=[(4, 3, 3, 3), (3, 5, 7)],
+          tol=NS_FP32_TOL), [(4, 27), (3, 35)]),
+    (case("auon", {"hybrid": True}, mr.AuONRef, {"hybrid": True}, {"lr": 0.1}, shapes=[(4, 3, 3, 3), (3, 5, 7)],
+          tol=NS_FP32_TOL), [(4, 27), (3, 35)]),
+]
+
+
+@pytest.mark.parametrize("c,ref_shapes", VIEW_CASES, ids=[case_id(c[0]) for c in VIEW_CASES])
+def test_more_than_two_dimensions_as_matrix_view(c, ref_shapes):
+    err = max_relative_error(*run_case(c, ref_shapes=ref_shapes))
+    assert err <= c["tol"], f"{case_id(c)}: {err:.3g}"
+
+
+@pytest.mark.parametrize("style,shape,newton_schulz", [
+    ("torch", (7,), False), ("torch", (5, 7), True), ("torch", (3, 5, 7), False), ("torch", (4, 3, 3, 3), False),
+    ("keller", (7,), False), ("keller", (5, 7), True), ("keller", (3, 5, 7), True), ("keller", (4, 3, 3, 3), True),
+])
+def test_muon_branch_by_style_and_rank(style, shape, newton_schulz):
+    """style "torch": Newton-Schulz for exactly 2-D, AdamW otherwise; "keller": for 2-D and more.
+    The Adam branch keeps a second moment v; each branch's first step matches its reference
+    (AdamW's first step moves every element by lr; an orthogonalized one does not)."""
+    cls = optdsl.load("muon")
+    p = torch.nn.Parameter(torch.randn(shape, generator=torch.Generator().manual_seed(0)))
+    p.grad = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    opt = cls([p], style=style, ns_bf16=False, weight_decay=0.0)
+    before = p.detach().clone()
+    opt.step()
+    assert ("v" in opt.state[p]) == (not newton_schulz)
+    ref_shape = (shape[0], 1, *shape[1:]) if len(shape) == 3 else shape  # a 3-D tensor as Keller's 4-D view
+    q = torch.nn.Parameter(before.reshape(ref_shape).clone())
+    q.grad = p.grad.reshape(ref_shape).clone()
+    if newton_schulz and style == "torch":
+        mr.TorchMuonRef([q], weight_decay=0.0, bf16=False).step()
+    elif newton_schulz:
+        mr.KellerMuonRef([q], lr=1e-3, bf16=False).step()
+    else:
+        torch.optim.AdamW([q], lr=1e-3, weight_decay=0.0).step()
+    expected = q.detach().reshape(shape)
+    assert max_relative_error([p], [expected]) <= NS_FP32_TOL
+
+
+NEEDS_A_MATRIX = """optimizer Orthogonal
+hyper lr = 0.01
+state m = zeros
+m = 0.9 * m + g
+p = p - lr * newton_schulz(m / (norm(m) + 1e-7), 5, 3.4445, -4.775, 2.0315, false)
+"""
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_newton_schulz_on_a_vector_is_a_clear_error_at_the_first_step(foreach):
+    cls = optdsl.load(source=NEEDS_A_MATRIX)
+    bias = torch.nn.Parameter(torch.zeros(7))
+    opt = cls([torch.nn.Parameter(torch.zeros(3, 4)), bias], foreach=foreach)  # constructing is fine
+    for p in opt.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError) as err:
+        opt.step()
+    message = str(err.value)
+    assert "newton_schulz" in message and "at least 2 dimensions" in message and "shape (7,)" in message, message
+    assert torch.equal(bias.detach(), torch.zeros(7))
+
+
+def test_auon_zero_update_still_decays():
+    """A zero momentum-and-gradient G: the reference skips the step after its weight decay."""
+    c = case("auon", {"weight_decay": 0.1, "hybrid": True}, mr.AuONRef, {"weight_decay": 0.1, "hybrid": True}, {},
+             shapes=FLAT_SHAPES, tol=NS_FP32_TOL)
+    ours, ref = run_case(c, steps=20, grad_fn=lambda i, p, g: g * 0 if i in (0, 2) else g)
+    assert max_relative_error(ours, ref) <= NS_FP32_TOL
+    start = make_params(shapes=FLAT_SHAPES)
+    assert torch.allclose(ours[0], start[0] * (1 - 0.24 * 0.1) ** 20, rtol=1e-5)
