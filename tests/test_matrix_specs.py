@@ -267,3 +267,90 @@ def test_auon_zero_update_still_decays():
     assert max_relative_error(ours, ref) <= NS_FP32_TOL
     start = make_params(shapes=FLAT_SHAPES)
     assert torch.allclose(ours[0], start[0] * (1 - 0.24 * 0.1) ** 20, rtol=1e-5)
+
+
+# --- one optimizer object for a whole model ---------------------------------------------------------
+
+
+class TinyModel(torch.nn.Module):
+    """Embedding, Conv2d, Linear, LayerNorm and a Linear head with its bias: every kind of tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.conv = torch.nn.Conv2d(2, 3, 3)
+        self.hidden = torch.nn.Linear(4 + 3 * 2 * 2, 6)
+        self.norm = torch.nn.LayerNorm(6)
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, tokens, image):
+        features = torch.cat([self.embed(tokens).mean(1), self.conv(image).flatten(1)], dim=1)
+        return self.head(torch.tanh(self.norm(self.hidden(features))))
+
+
+def by_role(model):
+    """SCALE's param groups: the embedding, the output layer, the rest (hidden; 1-D take Adam)."""
+    rest = [p for n, p in model.named_parameters() if not n.startswith(("embed.", "head."))]
+    return [{"params": list(model.embed.parameters()), "role": "embedding"},
+            {"params": list(model.head.parameters()), "role": "output", "lr": 2e-3},
+            {"params": rest}]
+
+
+def train_both(make_ours, make_refs, steps=60):
+    """Two identical models on one random regression problem, real backward passes; each
+    ``make_refs`` entry is a reference model's optimizer. Returns the parameters of all models."""
+    torch.manual_seed(0)
+    models = [TinyModel()]
+    models += [TinyModel() for _ in make_refs]
+    for m in models[1:]:
+        m.load_state_dict(models[0].state_dict())
+    opts = [make_ours(models[0])] + [f(m) for f, m in zip(make_refs, models[1:])]
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 10, (16, 3), generator=gen)
+    image = torch.randn(16, 2, 4, 4, generator=gen)
+    target = torch.randn(16, 2, generator=gen)
+    for _ in range(steps):
+        for model, opt in zip(models, opts):
+            model.zero_grad()
+            torch.nn.functional.mse_loss(model(tokens, image), target).backward()
+            opt.step()
+    return [list(m.parameters()) for m in models]
+
+
+def test_one_muon_optimizer_serves_a_whole_model():
+    """Muon for the 2-D weights (Linear, Embedding), AdamW for the conv weight, the LayerNorm and
+    the biases, in one object; against torch.optim.Muon + AdamW. In fp32 Newton-Schulz, tight. In
+    bf16, training feeds every bf16 rounding flip back through the gradients, so even the
+    reference reordered drifts from itself: ours must stay within twice that drift of torch's."""
+    cls = optdsl.load("muon")
+    kw = {"lr": 0.02, "weight_decay": 0.01}
+    ours, reordered, ref = train_both(lambda m: cls(m.parameters(), **kw),
+                                      [lambda m: mr.TorchMuonRef(m.parameters(), normalize_first=True, **kw),
+                                       lambda m: mr.TorchMuonPair([{"params": list(m.parameters())}], muon=kw)])
+    drift = max_relative_error(reordered, ref)
+    assert drift <= 2**-5 and max_relative_error(ours, ref) <= 2 * drift, drift
+    fp32, fp32_ref = train_both(lambda m: cls(m.parameters(), ns_bf16=False, **kw),
+                                [lambda m: mr.TorchMuonRef(m.parameters(), bf16=False, **kw)])
+    assert max_relative_error(fp32, fp32_ref) <= NS_FP32_TOL
+    assert max_relative_error(fp32, [p.detach() for p in TinyModel().parameters()]) > 1e-2  # it trained
+
+
+def test_one_scale_optimizer_with_roles_serves_a_whole_model():
+    cls = optdsl.load("scale")
+    ours, ref = train_both(lambda m: cls(by_role(m), lr=1e-3, weight_decay=0.01, adam_lr_factor=0.5),
+                           [lambda m: mr.ScaleRef(by_role(m), lr=1e-3, wd=0.01, adam_lr=5e-4)])
+    assert max_relative_error(ours, ref) <= ELEMENTWISE_TOL
+
+
+# --- the Triton backend (interpreted on CPU) ----------------------------------------------------------
+
+TRITON_CASES = [c for c in FIRST_OF_EACH_SPEC] + [BF16_NS_CASES[0][0]]
+
+
+@pytest.mark.parametrize("c", TRITON_CASES, ids=[case_id(c) for c in TRITON_CASES])
+def test_triton_backend_matches_reference(c):
+    pytest.importorskip("triton")
+    if c["ref"] is mr.TorchMuonPair:  # bf16 Newton-Schulz: against the reference in the generated order
+        c = {**c, "ref": functools.partial(mr.TorchMuonRef, normalize_first=True), "ref_kw": {}}
+    err = max_relative_error(*run_case(c, backend="triton", steps=40))
+    assert err <= c["tol"], f"{case_id(c)}: {err:.3g}"
