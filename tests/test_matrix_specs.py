@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import functools
 
+import matrix_references as mr
 import pytest
 import torch
-
-import matrix_references as mr
-import optdsl
 from harness import make_params, max_relative_error, run_pair
+
+import optdsl
 
 ELEMENTWISE_TOL = 1e-6
 NS_FP32_TOL = 1e-5
@@ -52,8 +52,8 @@ def two_groups(params, second):
 
 def case(spec, ours, ref, ref_kw, second, ref_second=None, shapes=SHAPES, tol=ELEMENTWISE_TOL, steps=200):
     """A comparison: ``ours``/``ref_kw`` constructor options; ``second``/``ref_second`` the second group's."""
-    return dict(spec=spec, ours=ours, ref=ref, ref_kw=ref_kw, second=second,
-                ref_second=second if ref_second is None else ref_second, shapes=shapes, tol=tol, steps=steps)
+    return {"spec": spec, "ours": ours, "ref": ref, "ref_kw": ref_kw, "second": second,
+            "ref_second": second if ref_second is None else ref_second, "shapes": shapes, "tol": tol, "steps": steps}
 
 
 def case_id(c):
