@@ -46,6 +46,16 @@ FLAT_SHAPES = [(7, 5), (5, 7), (7,), (1,)]  # where the reference orthogonalizes
 KELLER = {"style": "keller", "lr": 0.02, "weight_decay": 0.0, "adam_eps": 1e-10, "betas": (0.9, 0.95)}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: torch's intra-op threads only contend (on a shared 2-core machine,
+    8x slower measured), so this module runs single-threaded and restores the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def two_groups(params, second):
     return [{"params": params[:2]}, {"params": params[2:], **second}]
 
