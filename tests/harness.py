@@ -37,6 +37,7 @@ def run_pair(
     shapes=SHAPES,
     grad_fn: Callable | None = None,
     between: Callable | None = None,
+    ref_shapes=None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Step both optimizers ``steps`` times on identical gradients; returns both parameter lists.
 
@@ -44,10 +45,14 @@ def run_pair(
     ``round_ref_to`` rounds the reference's parameters to that dtype after each step.
     ``grad_fn(index, reference parameter, random gradient)`` may shape each gradient (both
     sides get the same one); ``between(step, ours, reference)`` runs after each step.
+    ``ref_shapes`` gives the reference each tensor reshaped (the same values and gradients in
+    another view, e.g. a 3-D tensor as the 4-D one a reference treats the same way).
     """
     ref_dtype = ref_dtype or dtype
     ours = make_params(dtype, seed, shapes)
     ref = [p.detach().clone().to(ref_dtype).requires_grad_(True) for p in ours]
+    if ref_shapes is not None:
+        ref = [p.detach().reshape(s).requires_grad_(True) for p, s in zip(ref, ref_shapes)]
     opt_ours = make_ours(ours)
     opt_ref = make_ref(ref)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -57,10 +62,10 @@ def run_pair(
             if sparse_grads:
                 grad = grad * (torch.rand(a.shape, generator=gen) < 0.5)
             if grad_fn is not None:
-                grad = grad_fn(i, b.detach().float(), grad)
+                grad = grad_fn(i, b.detach().float().reshape(a.shape), grad)
             grad = grad.to(dtype)
             a.grad = grad.clone()
-            b.grad = grad.to(ref_dtype).clone()
+            b.grad = grad.to(ref_dtype).reshape(b.shape).clone()
         opt_ours.step()
         opt_ref.step()
         if between is not None:
@@ -76,7 +81,7 @@ def max_relative_error(ours: list[torch.Tensor], ref: list[torch.Tensor]) -> flo
     """max |ours - ref| / max |ref|, the worst over tensors."""
     worst = 0.0
     for a, b in zip(ours, ref):
-        a64, b64 = a.detach().double(), b.detach().double()
+        a64, b64 = a.detach().double().reshape(b.shape), b.detach().double()
         scale = max(b64.abs().max().item(), 1e-12)
         worst = max(worst, (a64 - b64).abs().max().item() / scale)
     return worst

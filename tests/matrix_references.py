@@ -170,6 +170,8 @@ class AdaMuonRef(Eager):
                          ns_steps=ns_steps, eps=eps, betas=betas, adam_eps=adam_eps, bf16=bf16, form=form,
                          normalize_first=normalize_first)
 
+    before_ns = staticmethod(torch.sign)  # the official code's sign before Newton-Schulz
+
     def init_state(self, p):
         return _zeros(p, "momentum_buffer") if p.ndim >= 2 else _zeros(p, "exp_avg", "exp_avg_sq")
 
@@ -185,7 +187,7 @@ class AdaMuonRef(Eager):
         g = g.lerp_(buf, mu) if group["nesterov"] else buf
         if g.ndim == 4:
             g = g.view(len(g), -1)
-        g = newton_schulz(torch.sign(g), group["ns_steps"], KELLER, 1e-7, bf16=group["bf16"], eps_style="add",
+        g = newton_schulz(self.before_ns(g), group["ns_steps"], KELLER, 1e-7, bf16=group["bf16"], eps_style="add",
                           form=group["form"], normalize_first=group["normalize_first"]).flatten()
         if "v_buffer" not in st:
             st["v_buffer"] = torch.zeros_like(g)
