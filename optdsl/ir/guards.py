@@ -22,7 +22,7 @@ import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .nodes import HOST, Node
+from .nodes import HOST, Node, postorder
 from .nodes import op as make_op
 from .ops import Kind
 
@@ -191,7 +191,7 @@ def compute(roots: Iterable[tuple[Node, Guard]], host: dict[str, Node] | None = 
             return [host[node.attr[1]]]
         return list(node.args)
 
-    order = _postorder([r for r, _ in roots], children)
+    order = list(postorder([r for r, _ in roots], children))
     for root, guard in roots:
         guards.of[id(root)] = disjoin(guards.of.get(id(root), FALSE), guard)
     for node in reversed(order):
@@ -210,28 +210,6 @@ def compute(roots: Iterable[tuple[Node, Guard]], host: dict[str, Node] | None = 
                 continue
             guards.of[id(child)] = disjoin(guards.of.get(id(child), FALSE), cg)
     return guards
-
-
-def _postorder(roots: list[Node], children) -> list[Node]:
-    seen: set[int] = set()
-    out: list[Node] = []
-    for root in roots:
-        if id(root) in seen:
-            continue
-        stack: list[tuple[Node, bool]] = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                out.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for c in reversed(children(node)):
-                if id(c) not in seen:
-                    stack.append((c, False))
-    return out
 
 
 def implies(guard: Guard, condition: Guard) -> bool:

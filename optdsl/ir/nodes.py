@@ -234,8 +234,9 @@ class Rule:
         return replace(self, **changes)
 
 
-def postorder(roots: Iterable[Node]) -> Iterator[Node]:
-    """Every node reachable from ``roots``, each once, arguments before users."""
+def postorder(roots: Iterable[Node], children=None) -> Iterator[Node]:
+    """Every node reachable from ``roots``, each once, arguments before users (the arguments of
+    a node are ``children(node)`` if given, else ``node.args``)."""
     seen: set[int] = set()
     for root in roots:
         if id(root) in seen:
@@ -250,7 +251,7 @@ def postorder(roots: Iterable[Node]) -> Iterator[Node]:
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            for a in reversed(node.args):
+            for a in reversed(node.args if children is None else children(node)):
                 if id(a) not in seen:
                     stack.append((a, False))
 
