@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

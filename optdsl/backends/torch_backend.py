@@ -16,7 +16,7 @@ import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HOST, HYPER, REDUCED, Rule, postorder
+from ..ir.nodes import HOST, HYPER, REDUCED, STATE, Rule, postorder
 from ..ir.ops import GROUPS, Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import schedule
@@ -184,9 +184,11 @@ def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str]
     single_lines = single.emit()
     helpers |= single.host_printer.helpers
 
-    tensor_states = [s.name for s in rule.states if s.shape != "scalar"]
+    touched = _touched_states(rule)
+    states = [s for s in rule.states if s.name in touched]
+    tensor_states = [s.name for s in states if s.shape != "scalar"]
     prologue = []
-    for s in rule.states:
+    for s in states:
         if s.shape == "scalar":
             prologue.append(f"{s.name} = state[\"{s.name}\"]{'.item()' if s.on_host else ''}")
         elif s.when is not None:
@@ -200,7 +202,7 @@ def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str]
     prologue += [_fit_line(fit_shape)] if fit_shape else []
     written = {name for name, _ in rule.outputs}
     epilogue = []
-    for s in rule.states:
+    for s in states:
         if s.shape == "scalar" or s.name not in written:
             continue
         test = f"{s.name} is not state[\"{s.name}\"]"
@@ -226,6 +228,16 @@ def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str]
         epilogue=epilogue,
         uses_grad=uses_grad,
     )
+
+
+def _touched_states(rule: Rule) -> set[str]:
+    """The states an update body reads or changes: an ``on`` block that only moves p loads no
+    other state (a scalar state's ``.item()`` would be a device sync per parameter)."""
+    changed = [(name, node) for name, node in rule.outputs if not _keeps(rule, name)]
+    roots = [n for _, n in rule.host] + [n for _, n in changed] + [r.arg for r in rule.reductions]
+    roots += [s.when for s in rule.states if s.when is not None]
+    read = {n.name for n in postorder(roots) if n.op == "input" and n.attr[0] == STATE}
+    return read | {name for name, _ in changed if name != "p"}
 
 
 def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:

@@ -16,7 +16,7 @@ The two dialects differ only in spelling (``torch._foreach_mul_(xs, c)`` vs
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..ir import guards as G
 from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule, postorder
@@ -528,7 +528,8 @@ class TorchEmitter:
 
     def materialize(self, t: Term) -> Val:
         """A fresh tensor holding the term's value (sign and coefficient included)."""
-        nums = [(self.tensor(n), self.spans(n)) for n in t.num]
+        value_of = self._term_values(t)
+        nums = [(value_of(n), self.spans(n)) for n in t.num]
         dens = list(t.den)
         coef = t.coef
         sign = t.sign
@@ -556,12 +557,27 @@ class TorchEmitter:
         for v, v_spans in nums:
             acc, spans = self.combine("mul", acc, spans, v.code, v_spans)
         for n in dens:
-            acc, spans = self.combine("div", acc, spans, self.tensor(n).code, self.spans(n))
+            acc, spans = self.combine("div", acc, spans, value_of(n).code, self.spans(n))
         if coef is not None:
             self.line(self.d.inplace("mul", acc, self.coef_code(coef, sign)))
         elif sign < 0:
             self.line(self.d.inplace("neg", acc))
         return Val(acc, owned=True)
+
+    def _term_values(self, t: Term):
+        """Each factor's value, computed once however often it occurs (``x^2`` is ``x * x``); a
+        factor that occurs twice is not updated in place, as its second use reads it."""
+        factors = [*t.num, *t.den]
+        values: dict[int, Val] = {}
+
+        def value_of(n: Node) -> Val:
+            if id(n) not in values:
+                v = self.tensor(n)
+                repeated = sum(f is n for f in factors) > 1
+                values[id(n)] = replace(v, owned=False) if repeated and v.owned else v
+            return values[id(n)]
+
+        return value_of
 
     def take(self, v: Val, out_of_place, fn: str, *args: str) -> str:
         """Apply ``fn`` to ``v``: in place when ``v`` is ours, else into a new variable."""
@@ -582,13 +598,14 @@ class TorchEmitter:
         pair = next((i for i, t in enumerate(terms) if len(t.num) == 1 and not t.den and self._host_coef(t)), None)
         if _plain(head) and pair is not None:
             x = self.tensor(head.num[0])
-            if not x.owned:
-                other = terms.pop(pair)
-                alpha = self.coef_code(other.coef, other.sign)
-                y = self.tensor(other.num[0])
-                kw = {} if alpha == "1.0" else {"alpha": alpha}
-                base = Val(self.assign(self.d.call("add", x.code, y.code, **kw)), owned=True)
-                return self._add_terms(base, _union(self.spans(head.num[0]), self.spans(other.num[0])), terms)
+            if x.owned:  # a fresh tensor already: accumulate into it (computing it again would waste a pass)
+                return self._add_terms(x, self.spans(head.num[0]), terms)
+            other = terms.pop(pair)
+            alpha = self.coef_code(other.coef, other.sign)
+            y = self.tensor(other.num[0])
+            kw = {} if alpha == "1.0" else {"alpha": alpha}
+            base = Val(self.assign(self.d.call("add", x.code, y.code, **kw)), owned=True)
+            return self._add_terms(base, _union(self.spans(head.num[0]), self.spans(other.num[0])), terms)
         return self._add_terms(self.materialize(head), self.term_spans(head), terms)
 
     def _add_terms(self, base: Val, spans, terms: list[Term]) -> Val:
