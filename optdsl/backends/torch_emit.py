@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from ..ir import guards as G
 from ..ir.nodes import GRAD, HOST, HYPER, PARAM, STATE, Node, Rule, postorder
 from ..ir.ops import GROUPS, Kind
+from ..ir.extent import Extent, buffer_extent, extent, union
 from ..ir.schedule import Schedule
 from ..ir.intervals import Interval, fits_float16
 from .pyexpr import PyPrinter
@@ -34,8 +35,6 @@ UNARY = {"abs": "abs", "sign": "sign", "sqrt": "sqrt", "rsqrt": "rsqrt", "exp": 
          "tanh": "tanh", "cosh": "cosh", "neg": "neg"}
 COMPARE_FN = {"lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "eq": "eq", "ne": "ne"}
 MIRRORED = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}  # a < b == b > a
-ROW_REDUCE = frozenset("rowsum rowmean rownorm rowrms rowmax".split())
-COL_REDUCE = frozenset("colsum colmean colnorm colrms colmax".split())
 REDUCE = {
     "sum": "{0}.sum()",
     "mean": "{0}.mean()",
@@ -154,47 +153,21 @@ class TorchEmitter:
         self.host_printer = PyPrinter(rule, leaf=self._leaf)
         self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
         self.written: set[str] = set()
-        self._spans: dict[int, tuple[bool, bool, bool]] = {}
+        self._spans: dict[int, Extent] = {}
         self.guards = G.compute([(n, G.TRUE) for _, n in rule.outputs], dict(rule.host))
 
-    def spans(self, node: Node) -> tuple[bool, bool, bool]:
-        """Whether ``node``'s value spans the parameter's last dim, its second-to-last dim, and its rank.
+    def spans(self, node: Node) -> Extent:
+        """Whether ``node``'s value spans the parameter's last dim, its second-to-last dim, and its
+        rank (``ir.extent``). Axis reductions keep a dimension of size 1, per-tensor scalars are
+        0-d: an in-place update of such a value by a larger operand would need to grow it, which
+        torch refuses, so the emitter updates in place only when the result spans no more than
+        the value itself."""
+        return extent(node, self.rule, self._spans)
 
-        Axis reductions keep a dimension of size 1, per-tensor scalars are 0-d: an
-        in-place update of such a value by a larger operand would need to grow it,
-        which torch refuses, so the emitter updates in place only when the result
-        spans no more than the value itself.
-        """
-        hit = self._spans.get(id(node))
-        if hit is None:
-            if node.kind <= Kind.SCALAR:
-                hit = (False, False, False)
-            elif node.op == "input":
-                hit = self.buffer_spans(node.name) if node.role == STATE else (True, True, True)
-            else:
-                a = [self.spans(x) for x in node.args]
-                if node.op in ROW_REDUCE:
-                    hit = (False, a[0][1], a[0][2])
-                elif node.op in COL_REDUCE:
-                    hit = (a[0][0], False, a[0][2])
-                elif node.op == "transpose":
-                    hit = (a[0][1], a[0][0], a[0][2])
-                elif node.op == "matmul":
-                    hit = (a[1][0], a[0][1], a[0][2] or a[1][2])
-                elif node.op in REDUCE_HELPERS:  # channel reductions and newton_schulz keep their argument's shape
-                    hit = a[0]
-                else:  # elementwise: broadcasting
-                    hit = _union(*a)
-            self._spans[id(node)] = hit
-        return hit
-
-    def buffer_spans(self, name: str) -> tuple[bool, bool, bool]:
+    def buffer_spans(self, name: str) -> Extent:
         """What a buffer spans: p and tensor states all of p's dimensions, row states all but
         the last, column states all but the second-to-last."""
-        if name == "p":
-            return (True, True, True)
-        shape = self.rule.state(name).shape
-        return {"row": (False, True, True), "col": (True, False, True)}.get(shape, (True, True, True))
+        return buffer_extent(self.rule, name)
 
     def term_spans(self, t: Term) -> tuple[bool, bool, bool]:
         return _union(*(self.spans(n) for n in t.num + t.den))
@@ -873,9 +846,7 @@ class TorchEmitter:
         return Val(self.assign(self.d.each(template, tensors), "mask" if is_bool else "x"), owned=True, is_bool=is_bool)
 
 
-def _union(*spans: tuple[bool, bool, bool]) -> tuple[bool, bool, bool]:
-    """The extent of a broadcast result: what any operand spans."""
-    return tuple(any(s[i] for s in spans) for i in range(3)) if spans else (False, False, False)
+_union = union  # the extent of a broadcast result: what any operand spans
 
 
 def _shape_code(spans: tuple[bool, bool, bool]) -> str:
