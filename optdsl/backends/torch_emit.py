@@ -516,12 +516,23 @@ class TorchEmitter:
                 acc = first.code
             elif nums:
                 second, second_spans = nums.pop(0)
-                acc = self.assign(self.d.call("mul", first.code, second.code))
-                spans = _union(spans, second_spans)
+                joint = _union(spans, second_spans)
+                if second.owned and joint == second_spans:  # a fresh tensor of the product's extent
+                    self.line(self.d.inplace("mul", second.code, first.code))
+                    acc = second.code
+                else:
+                    acc = self.assign(self.d.call("mul", first.code, second.code))
+                spans = joint
             elif dens:
                 den = dens.pop(0)
-                acc = self.assign(self.d.call("div", first.code, self.tensor(den).code))
-                spans = _union(spans, self.spans(den))
+                divisor, den_spans = value_of(den), self.spans(den)
+                joint = _union(spans, den_spans)
+                if divisor.owned and joint == den_spans and not self.d.foreach:
+                    self.line(f"torch.div({first.code}, {divisor.code}, out={divisor.code})")  # no new buffer
+                    acc = divisor.code
+                else:
+                    acc = self.assign(self.d.call("div", first.code, divisor.code))
+                spans = joint
             elif coef is not None and self._host_coef(t):
                 acc = self.assign(self.d.call("mul", first.code, self.coef_code(coef, sign)))
                 coef, sign = None, 1
