@@ -96,14 +96,14 @@ def builtin_variants() -> list[str]:
 
 
 def describe_variants() -> list[tuple[str, str, str]]:
-    """(name, hook, first line of its docstring) for every built-in variant."""
+    """(name, hook, first paragraph of its docstring) for every built-in variant."""
     from .compiler import builtin_variants as variants
     from .compiler import parse, resolve_variant
 
     rows = []
     for name in variants():
         tree = parse(resolve_variant(name))
-        rows.append((name, f"on {tree.hook}", tree.doc.strip().splitlines()[0] if tree.doc.strip() else ""))
+        rows.append((name, f"on {tree.hook}", _summary(tree.doc)))
     return rows
 
 
@@ -114,15 +114,20 @@ __all__ = [
 
 
 def describe_builtins() -> list[tuple[str, str, str]]:
-    """(name, optimizer class, first line of its docstring) for every built-in spec."""
+    """(name, optimizer class, first paragraph of its docstring) for every built-in spec."""
     from .compiler import builtin_specs as specs
     from .compiler import parse, resolve
 
     rows = []
     for name in specs():
         tree = parse(resolve(name))
-        rows.append((name, tree.name, tree.doc.strip().splitlines()[0] if tree.doc.strip() else ""))
+        rows.append((name, tree.name, _summary(tree.doc)))
     return rows
+
+
+def _summary(doc: str) -> str:
+    """A docstring's first paragraph on one line (a title with its citation may wrap)."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def compile_to_file(spec: str | Path, out: Path | None, backend: str = "torch", variants=()):
