@@ -428,3 +428,27 @@ def test_lamb_clips_by_the_norm_over_all_groups():
     assert opt.state[a]["m"].item() == pytest.approx(0.06, rel=1e-12)
     assert opt.state[b]["m"].item() == pytest.approx(0.08, rel=1e-12)
     assert opt.state[b]["v"].item() == pytest.approx(0.001 * 0.64, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adamp", "sgdp"])
+def test_float64_params_keep_float64_precision(name):
+    """A per-tensor choice between two numbers (AdamP's wd_ratio or 1) stays in the compute dtype:
+    torch.where of two Python numbers is float32, which once cost float64 params 3e-6."""
+    adamp = pytest.importorskip("adamp")
+    ref_cls = {"adamp": adamp.AdamP, "sgdp": adamp.SGDP}[name]
+    kw = {"lr": 0.01, "weight_decay": 0.01, **({"momentum": 0.9} if name == "sgdp" else {})}
+    cls = optdsl.load(name)
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_(True) for s in [(7, 5), (4, 3, 3, 3), (9,)]]
+    ref = [p.detach().clone().requires_grad_(True) for p in ours]
+    opt_ours, opt_ref = cls(ours, **kw), ref_cls(ref, **kw)
+    for step in range(200):
+        for a, b in zip(ours, ref):
+            g = torch.randn(a.shape, generator=gen, dtype=torch.float64)
+            if step % 2:  # orthogonal to the weight: the projection (and wd_ratio) takes effect
+                w = a.detach()
+                g = g - (g * w).sum() / (w * w).sum() * w
+            a.grad, b.grad = g.clone(), g.clone()
+        opt_ours.step()
+        opt_ref.step()
+    assert max_relative_error(ours, ref) <= 1e-12

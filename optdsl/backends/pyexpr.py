@@ -54,6 +54,9 @@ HELPERS: dict[str, str] = {
         return math.inf
     except (ValueError, ZeroDivisionError):
         return math.inf if a == 0 else math.nan''',
+    "_where_numbers": '''def _where_numbers(cond, a, b, dtype):
+    """torch.where(cond, a, b) of two numbers, in dtype (torch.where of two numbers is float32)."""
+    return torch.where(cond, torch.tensor(a, dtype=dtype, device=cond.device), b)''',
     "_fit": '''def _fit(dtype, *values):
     """The values as a tensor of ``dtype`` holds them: +-inf beyond its range (torch would raise)."""
     limit = torch.finfo(dtype).max
@@ -228,6 +231,9 @@ class PyPrinter:
         if o == "where":
             cond = self.condition(a[0], depth)
             if self.device and a[0].kind > Kind.SHAPE:
+                if a[1].kind <= Kind.SHAPE and a[2].kind <= Kind.SHAPE:  # two numbers: keep the compute dtype
+                    args = f"{cond}, {self.expr(a[1], depth + 1)}, {self.expr(a[2], depth + 1)}, {self.dtype_name}"
+                    return f"{self._helper('_where_numbers')}({args})"
                 return f"torch.where({cond}, {self.expr(a[1], depth + 1)}, {self.expr(a[2], depth + 1)})"
             return f"({self.expr(a[1], depth + 1)} if {cond} else {self.expr(a[2], depth + 1)})"
         args = [self.expr(x, depth + 1) for x in a]

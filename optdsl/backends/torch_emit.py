@@ -151,7 +151,8 @@ class TorchEmitter:
         self.bound: dict[int, str] = {}
         self.host_defs = dict(rule.host)
         self.host_printer = PyPrinter(rule, leaf=self._leaf)
-        self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf)
+        self.scalar_printer = PyPrinter(rule, names=self.bound, device=True, leaf=self._scalar_leaf,
+                                        helpers=self.host_printer.helpers)
         self.written: set[str] = set()
         self._spans: dict[int, Extent] = {}
         self.guards = G.compute([(n, G.TRUE) for _, n in rule.outputs], dict(rule.host))
