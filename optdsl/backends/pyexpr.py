@@ -55,8 +55,9 @@ HELPERS: dict[str, str] = {
     except (ValueError, ZeroDivisionError):
         return math.inf if a == 0 else math.nan''',
     "_where_numbers": '''def _where_numbers(cond, a, b, dtype):
-    """torch.where(cond, a, b) of two numbers, in dtype (torch.where of two numbers is float32)."""
-    return torch.where(cond, torch.tensor(a, dtype=dtype, device=cond.device), b)''',
+    """torch.where(cond, a, b) of two numbers, in dtype (torch.where of two numbers is float32);
+    torch.full fills on the device, where torch.tensor would copy from the host."""
+    return torch.where(cond, torch.full((), a, dtype=dtype, device=cond.device), b)''',
     "_fit": '''def _fit(dtype, *values):
     """The values as a tensor of ``dtype`` holds them: +-inf beyond its range (torch would raise)."""
     limit = torch.finfo(dtype).max
