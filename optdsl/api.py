@@ -20,10 +20,12 @@ def _source(spec, source):
     return from_text(source) if source is not None else resolve(spec)
 
 
-def _variant_texts(variants) -> str:
-    from .compiler import resolve_variant
+def _read_variants(variants) -> tuple:
+    """Each variant (a name or path) read, named as the caller gave it: a pickled class carries these."""
+    from .compiler import SpecSource, resolve_variant
 
-    return "\0".join(resolve_variant(v).text for v in variants)
+    read = [(str(v), resolve_variant(v)) for v in variants]
+    return tuple(SpecSource(src.text, name, src.file) for name, src in read)
 
 
 def load(
@@ -37,17 +39,36 @@ def load(
     with ``variants`` (names or paths) applied in order.
 
     Compiled once into the cache directory (``optdsl.cache_dir()``); later calls,
-    in any process, import the cached module without compiling.
+    in any process, import the cached module without compiling. The class (and so
+    its instances) pickles by the spec's and variants' text (``runtime.pickling``).
     """
-    src = _source(spec, source)
-    variants = tuple(str(v) for v in variants)
-    path = module_path(cache_key(src.text + "\0" + _variant_texts(variants), backend, variants))
+    if backend == "auto":  # resolved before the cache key, so that a pickle names a concrete backend
+        from .compiler import resolve_backend
+
+        backend = resolve_backend(backend)
+    return load_sources(_source(spec, source), backend, _read_variants(variants))
+
+
+def load_sources(src, backend: str, variants: tuple = ()):
+    """``load`` of a spec and variants already read (``SpecSource``s; a variant is named by its
+    ``origin``): what ``load`` and the unpickling of its classes (``runtime.pickling``) call."""
+    from .compiler import variant_name
+    from .runtime.pickling import register
+
+    names = tuple(variant_name(v) for v in variants)
+    path = module_path(cache_key(src.text + "\0" + "\0".join(v.text for v in variants), backend, names))
     if not path.exists():
         from .compiler import compile_source
 
         write_atomic(path, compile_source(src, backend, variants).code)
     module = import_file(path)
-    return getattr(module, module.__all__[0])
+    cls = getattr(module, module.__all__[0])
+    register(cls, _fields(src), tuple(_fields(v) for v in variants), backend)
+    return cls
+
+
+def _fields(src) -> tuple[str, str, str]:
+    return (src.text, src.origin, src.file)
 
 
 def compile_spec(

@@ -63,8 +63,11 @@ def builtin_variants() -> dict[str, Path]:
     return {p.stem: p for p in sorted((resources.specs_dir() / "variants").glob("*.opt"))}
 
 
-def resolve_variant(name: str | Path) -> SpecSource:
-    """A built-in variant name (``cautious``) or a path to a variant ``.opt`` file."""
+def resolve_variant(name: str | Path | SpecSource) -> SpecSource:
+    """A built-in variant name (``cautious``) or a path to a variant ``.opt`` file; a variant
+    already read (a ``SpecSource``, as a pickled optimizer carries it) is returned as it is."""
+    if isinstance(name, SpecSource):
+        return name
     path = Path(name)
     if path.suffix == ".opt" or "/" in str(name):
         return resolve(path)
@@ -117,7 +120,12 @@ def build(src: SpecSource, variants: tuple[str, ...] = (), allow_variant: bool =
 
 
 def variant_names(tree, variants: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(tree.uses) + tuple(str(v) for v in variants)
+    return tuple(tree.uses) + tuple(variant_name(v) for v in variants)
+
+
+def variant_name(variant: str | Path | SpecSource) -> str:
+    """A variant as the generated module names it: as given, or a read variant's ``origin``."""
+    return variant.origin if isinstance(variant, SpecSource) else str(variant)
 
 
 def check(src: SpecSource, variants: tuple[str, ...] = (), allow_variant: bool = False):

@@ -27,6 +27,7 @@ if not HAS_CUDA:
 
 REPO = Path(__file__).resolve().parent.parent
 _DESELECTED_GPU: list[str] = []
+_DESELECTED_EXHAUSTIVE: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +42,26 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    if HAS_CUDA:
-        return
-    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
-    if gpu:
-        _DESELECTED_GPU.extend(item.nodeid for item in gpu)
-        config.hook.pytest_deselected(items=gpu)
-        items[:] = [item for item in items if item.get_closest_marker("gpu") is None]
+    # ``exhaustive`` tests (whole cross products, minutes each) run only when asked for with
+    # ``-m exhaustive``; CI runs a covering subset of each product
+    if "exhaustive" not in (config.getoption("markexpr") or ""):
+        _deselect(config, items, "exhaustive", _DESELECTED_EXHAUSTIVE)
+    if not HAS_CUDA:
+        _deselect(config, items, "gpu", _DESELECTED_GPU)
+
+
+def _deselect(config, items, marker: str, record: list[str]) -> None:
+    """Deselect the items marked ``marker``, noting their ids in ``record`` for the summary."""
+    chosen = [item for item in items if item.get_closest_marker(marker) is not None]
+    if chosen:
+        record.extend(item.nodeid for item in chosen)
+        config.hook.pytest_deselected(items=chosen)
+        items[:] = [item for item in items if item.get_closest_marker(marker) is None]
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _DESELECTED_EXHAUSTIVE:
+        terminalreporter.write_line(
+            f"deselected {len(_DESELECTED_EXHAUSTIVE)} exhaustive tests (run them with -m exhaustive)")
     if _DESELECTED_GPU:
         terminalreporter.write_line(f"deselected {len(_DESELECTED_GPU)} GPU tests: no CUDA device (tests/gpu)")

@@ -68,7 +68,7 @@ def test_compile_writes_the_default_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "wrote lion.py (Lion, torch backend)\n"
     code = (tmp_path / "lion.py").read_text(encoding="utf-8")
-    assert "class Lion(torch.optim.Optimizer)" in code
+    assert "class Lion(torch.optim.Optimizer, metaclass=_SpecClass)" in code
     ast.parse(code)
 
 

@@ -42,8 +42,9 @@ ROUNDTRIP = settings.get_profile("optdsl-roundtrip")
 # and these start a declaration (an `on` block too), so no tree the parser builds
 # has them as an assignment's target.
 LITERAL_WORDS = {"inf", "true", "false"}
-DECLARATION_WORDS = {"hyper", "state", "use", "on"}
-KEYWORDS = ["optimizer", "variant", "on", "in", "scalar", "tensor", "row", "col", "when", "hyper", "state", "use"]
+DECLARATION_WORDS = {"hyper", "state", "use", "on", "keyword"}
+KEYWORDS = ["optimizer", "variant", "on", "in", "scalar", "tensor", "row", "col", "when", "hyper", "state", "use",
+            "keyword", "as"]
 
 names = st.one_of(
     st.sampled_from(["p", "g", "t", "m", "v", "lr", "beta1", "x_1", "A", "sqrt", "numel", "inf_x", "true1", "infinity", *KEYWORDS]),
@@ -94,8 +95,11 @@ domains = st.one_of(
 )
 items = st.one_of(
     st.builds(ast.Doc, texts),
-    st.builds(ast.Hyper, names, literals, domains),
+    st.builds(ast.Hyper, names, literals, domains, role=st.one_of(st.none(), names)),
     st.builds(ast.State, names, st.sampled_from(["tensor", "scalar"]), expressions(8)),
+    st.builds(ast.State, names, st.sampled_from(["tensor", "row"]), expressions(8), when=expressions(4),
+              alias=names, optional=st.booleans()),
+    st.builds(ast.Keyword, names, st.one_of(st.none(), literals), texts),
     st.builds(ast.Use, st.lists(names, min_size=1, max_size=3).map(tuple)),
     st.builds(ast.Assign, targets, expressions()),
 )

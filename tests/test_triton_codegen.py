@@ -103,7 +103,8 @@ def test_generated_source_is_deterministic():
 def test_torch_module_is_unchanged_by_the_shared_template():
     """The Triton template extends the torch one; the torch output has no Triton in it."""
     code = optdsl.compile_spec("adamw")
-    assert "triton" not in code
+    # no Triton code (its messages may point to backend="triton", e.g. for fused=True)
+    assert "import triton" not in code and "@triton" not in code and "tl." not in code
     assert "_update_fused" not in code
 
 
@@ -124,7 +125,7 @@ def test_cli_compiles_with_the_triton_backend(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "triton backend" in result.stdout
     text = out.read_text()
-    assert "@triton.jit" in text and "class AdamW(torch.optim.Optimizer)" in text
+    assert "@triton.jit" in text and "class AdamW(torch.optim.Optimizer, metaclass=_SpecClass)" in text
     bad = subprocess.run([sys.executable, "-m", "optdsl", "compile", "adamw", "--backend", "cuda", "-o", "-"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown backend" in bad.stderr

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import optdsl
+from optdsl.compiler import lower, resolve
 from triton_harness import Case, has_jumps, load_pair, relative_errors, rounds_to_bf16, run_both, two_groups
 
 STEPS = 20
@@ -44,7 +45,8 @@ def builtin_case(name: str) -> Case:
     defaults = torch_cls([torch.zeros(1, requires_grad=True)]).defaults
     first = {"weight_decay": 0.01} if defaults.get("weight_decay") == 0 else {}
     second = {"lr": 3 * defaults["lr"]} if "lr" in defaults else {}
-    second.update({k: v for k, v in BRANCH_HYPERS.items() if k in defaults})
+    hypers = {h.name for h in lower(resolve(name))[0].hypers}  # not the keywords fixed at one value
+    second.update({k: v for k, v in BRANCH_HYPERS.items() if k in hypers})
     if "betas" in defaults:
         second["betas"] = tuple(0.5 + b / 2 for b in defaults["betas"])
     return Case(name, first, second)

@@ -400,7 +400,7 @@ def test_cli_variant_flag_and_listing(tmp_path):
     run = subprocess.run([sys.executable, "-m", "optdsl", "compile", "lion", "--variant", "cautious", "-o", str(out)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "class CautiousLion(torch.optim.Optimizer)" in out.read_text()
+    assert "class CautiousLion(torch.optim.Optimizer, metaclass=_SpecClass)" in out.read_text()
     listing = subprocess.run([sys.executable, "-m", "optdsl", "variants"], capture_output=True, text=True)
     names = [line.split()[0] for line in listing.stdout.splitlines()]
     assert names == sorted(optdsl.builtin_variants())

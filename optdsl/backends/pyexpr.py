@@ -66,20 +66,26 @@ HELPERS: dict[str, str] = {
     """-1.0, 0.0 or 1.0."""
     return float((x > 0) - (x < 0))''',
     "_total_norm": '''def _total_norm(parts):
-    """The L2 norm over tensors, from each tensor's norm: a float (0 without tensors)."""
+    """The L2 norm over tensors, from each tensor's norm: a float (0 without tensors); a 0-d
+    tensor when torch.compile traces the step (a float would be a graph break)."""
     if not parts:
         return 0.0
-    return float(torch.linalg.vector_norm(torch.stack([x.to(parts[0].device) for x in parts])))''',
+    total = torch.linalg.vector_norm(torch.stack([x.to(parts[0].device) for x in parts]))
+    return total if torch.compiler.is_compiling() else float(total)''',
     "_total_sum": '''def _total_sum(parts):
-    """The sum over tensors, from each tensor's sum: a float (0 without tensors)."""
+    """The sum over tensors, from each tensor's sum: a float (0 without tensors); a 0-d tensor
+    when torch.compile traces the step."""
     if not parts:
         return 0.0
-    return float(torch.stack([x.to(parts[0].device) for x in parts]).sum())''',
+    total = torch.stack([x.to(parts[0].device) for x in parts]).sum()
+    return total if torch.compiler.is_compiling() else float(total)''',
     "_total_max": '''def _total_max(parts):
-    """The maximum over tensors, from each tensor's maximum: a float (-inf without tensors)."""
+    """The maximum over tensors, from each tensor's maximum: a float (-inf without tensors); a
+    0-d tensor when torch.compile traces the step."""
     if not parts:
         return -math.inf
-    return float(torch.stack([x.to(parts[0].device) for x in parts]).amax())''',
+    total = torch.stack([x.to(parts[0].device) for x in parts]).amax()
+    return total if torch.compiler.is_compiling() else float(total)''',
     "_shape_scalar": '''def _shape_scalar(x, which):
     """numel, rows, cols, ndim or channels (which = 0 to 4) of x, as the rule sees them."""
     if which == 0:
@@ -184,7 +190,7 @@ class PyPrinter:
 
     def _safe(self, node: Node) -> bool:
         """Whether plain Python float math on ``node`` can never raise."""
-        if self.device:
+        if self.device and node.kind > Kind.SHAPE:
             return True
         a = [interval(x, self.rule, self._iv) for x in node.args]
         o = node.op
@@ -228,7 +234,7 @@ class PyPrinter:
             return f"{self._sub(a[0], depth, self._prec(a[0]) < _ATOM)} ** {self._sub(a[1], depth, self._prec(a[1]) < 4)}"
         if o in COMPARE_SYMBOLS:
             text = f"{self._sub(a[0], depth, self._prec(a[0]) <= 2)} {COMPARE_SYMBOLS[o]} {self._sub(a[1], depth, self._prec(a[1]) <= 2)}"
-            return f"({text}).to({self.dtype_name})" if self.device else f"float({text})"
+            return f"({text}).to({self.dtype_name})" if self.device and node.kind > Kind.SHAPE else f"float({text})"
         if o == "where":
             cond = self.condition(a[0], depth)
             if self.device and a[0].kind > Kind.SHAPE:
@@ -248,11 +254,11 @@ class PyPrinter:
             a = node.args
             return f"{self._sub(a[0], depth, self._prec(a[0]) <= 2)} {COMPARE_SYMBOLS[node.op]} {self._sub(a[1], depth, self._prec(a[1]) <= 2)}"
         text = self.expr(node, depth + 1)
-        return f"{text} != 0" if self.device else text
+        return f"{text} != 0" if self.device and node.kind > Kind.SHAPE else text
 
     def _function(self, node: Node, args: list[str]) -> str:
         o = node.op
-        if self.device:
+        if self.device and node.kind > Kind.SHAPE:  # else host numbers only: math below
             simple = {"abs", "sign", "sqrt", "rsqrt", "exp", "log", "tanh", "cosh", "square"}
             # some arguments may be Python numbers (host values); torch.minimum, torch.lerp
             # and torch.clamp's input take only tensors, and clamp's bounds two of a kind

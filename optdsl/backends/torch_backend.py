@@ -9,22 +9,23 @@ hypers, range checks, host math, and the per-element statements written by
 
 from __future__ import annotations
 
-import re
 from functools import cache
 
 import jinja2
 
 from .. import __version__, resources
 from ..frontend.printer import format_number
-from ..ir.nodes import HOST, HYPER, REDUCED, STATE, Rule, postorder
+from ..ir.nodes import HOST, HYPER, REDUCED, STATE, STEP, Rule, postorder
 from ..ir.ops import GROUPS, Kind
 from ..ir.printer import rule_text
 from ..ir.schedule import schedule
 from ..ir.intervals import fits_float16, interval
+from . import torch_api
 from .pyexpr import HELPERS, PyPrinter, py_number
 from .torch_emit import TorchEmitter, needs_per_tensor
 from .torch_init import InitWriter
 from .torch_reduce import ReductionWriter
+from .torch_traced import traced_rule
 
 TEMPLATE = "torch_optimizer.py.j2"
 BASE_NAMES = {
@@ -51,10 +52,10 @@ def template_source() -> str:
 
 
 def beta_names(rule: Rule) -> list[str]:
-    """beta1..betaN when the rule declares exactly that run of float hypers (torch's `betas`)."""
-    names = [h.name for h in rule.hypers if re.fullmatch(r"beta\d+", h.name) and h.type == "float"]
-    expected = [f"beta{i}" for i in range(1, len(names) + 1)]
-    return names if names and sorted(names, key=lambda n: int(n[4:])) == expected else []
+    """The betas kept as one ``group["betas"]`` tuple, as torch does: beta1..betaN when the rule
+    declares exactly that run of float hypers, unless another hyper plays the momentum role
+    (``torch_api``: then they are separate group keys, so that schedulers cycle that hyper)."""
+    return torch_api.stored_betas(rule)
 
 
 def docstring_literal(text: str, indent: str = "") -> str:
@@ -97,6 +98,8 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
     taken |= {n for n, _ in rule.host} | {r.name for r in rule.reductions}
     helpers: set[str] = set()
     main = update_body(rule, taken, helpers, betas, uses_grad=True)
+    traced_form = traced_rule(rule)
+    traced = update_body(traced_form, taken, helpers, betas, uses_grad=True, traced=True) if traced_form else None
     events = []
     for method in ("train", "eval"):
         sub = rule.event(method)
@@ -106,7 +109,7 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
     fit_group = main.pop("fit_group")
     if fit_group or main.pop("fit_shape"):
         helpers.add("_fit")
-    for e in events:
+    for e in [*events, dict(body=traced)]:
         if e["body"] and (e["body"].pop("fit_group") or e["body"].pop("fit_shape")):
             helpers.add("_fit")
 
@@ -121,7 +124,7 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         class_doc=docstring_literal(_class_doc(rule, betas, options), "    "),
         helpers=[HELPERS[h] for h in sorted(helpers)],
         signature=_signature(rule, betas),
-        keyword_only=[f"{b}=None" for b in betas],
+        keyword_only=[f"{b}=None" for b in betas or torch_api.split_betas(rule)],
         betas=betas,
         beta_names=betas,
         default_keys=_default_keys(rule, betas),
@@ -133,6 +136,8 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         state_dtype_expr=f'state["{first_state}"].dtype' if first_state else "None",
         state_dtype_of_bucket=f'states[0]["{first_state}"].dtype' if first_state else "self._state_dtype(group, params[0])",
         main=main,
+        traced=traced,
+        complex_error=_complex_error(rule),
         events=events,
         reductions=bool(rule.reductions),
         reduction_names=[_reduction_text(r) for r in rule.reductions],
@@ -141,7 +146,28 @@ def template_context(rule: Rule, spec_hash: str, imports: str = "torch", options
         hyper_lines=main["hyper_lines"],
         host_lines=main["host_lines"],
         tensor_states=main["tensor_states"],
-    )
+    ) | torch_api.context(rule)
+
+
+def _complex_error(rule: Rule) -> str | None:
+    """Why complex parameters cannot take the rule as their real view (torch.view_as_real), or
+    None when they can: an elementwise rule, or one with whole-tensor reductions, computes the
+    same on the view as on the real and imaginary parts taken as separate numbers, as torch's
+    optimizers treat them; a shape, an axis or a matrix operation sees the view's extra
+    dimension of 2 instead."""
+    groups = ("shape", "axis_reduce", "chan_reduce", "matrix")
+    refused = {o for g in groups for o in GROUPS[g]}
+    roots = rule.roots() + [n for _, sub in rule.events for n in sub.roots()]
+    used = sorted({n.op for n in postorder(roots) if n.op in refused})
+    if not used and all(s.shape in ("tensor", "scalar") for s in rule.states):
+        return None
+    what = ", ".join(_op_text(o) for o in used) or "row or column states"
+    return (f"{rule.name} does not support complex parameters: its rule uses {what}, which would see "
+            f"torch.view_as_real's extra dimension (give it real parameters, or use an elementwise rule)")
+
+
+def _op_text(op: str) -> str:
+    return {"matmul": "@"}.get(op, op + "()" if op not in GROUPS["shape"] else op)
 
 
 def _reduction_text(r) -> str:
@@ -164,19 +190,23 @@ def _keeps(rule: Rule, name: str) -> bool:
     return node.op == "input" and node.name == name
 
 
-def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str], uses_grad: bool) -> dict:
-    """The lines of one update method (a step's ``_update``, or an ``on`` block's) for ``rule``."""
+def update_body(
+    rule: Rule, taken: set[str], helpers: set[str], betas: list[str], uses_grad: bool, traced: bool = False
+) -> dict:
+    """The lines of one update method (a step's ``_update``, or an ``on`` block's) for ``rule``;
+    ``traced``: the body ``torch.compile`` traces (``torch_traced``: one tensor at a time, the
+    step-dependent values computed per tensor as 0-d tensors from its ``state["step"]``)."""
     taken = set(taken) | {n for n, _ in rule.host}
     sched = schedule(rule, taken)
     taken |= set(sched.names.values())
     used = {n.name for n in postorder(rule.roots()) if n.op == "input" and n.attr[0] == HYPER}
     host_printer = PyPrinter(rule, helpers=helpers)
     group_host = [(n, v) for n, v in rule.host if v.kind == Kind.GROUP]
-    shape_host = [(n, v) for n, v in rule.host if v.kind == Kind.SHAPE]
+    shape_host = [(n, v) for n, v in rule.host if v.kind in (Kind.SHAPE, Kind.SCALAR)]
     host_lines = [f"{name} = {host_printer.expr(node)}" for name, node in group_host]
 
     foreach_lines: list[str] = []
-    if not needs_per_tensor(rule):
+    if not traced and not needs_per_tensor(rule):
         emitter = TorchEmitter(rule, sched, foreach=True, taken=set(taken), indent="")
         foreach_lines = emitter.emit()
         helpers |= emitter.host_printer.helpers
@@ -197,7 +227,9 @@ def update_body(rule: Rule, taken: set[str], helpers: set[str], betas: list[str]
             prologue.append(f"{s.name} = state[\"{s.name}\"] if state[\"{s.name}\"].dtype == dtype else state[\"{s.name}\"].to(dtype)")
     shapes_used = {n.op for n in postorder(rule.roots()) if n.op in GROUPS["shape"]}
     prologue += _shape_lines(shapes_used)
-    prologue += host_state_lines(rule, shape_host, host_printer)
+    if traced and any(n.op == "input" and n.role == STEP for n in postorder(rule.roots())):
+        prologue.append('t = state["step"].double()  # float64, as the eager step\'s Python floats')
+    prologue += host_state_lines(rule, shape_host, host_printer, PyPrinter(rule, device=True, helpers=helpers))
     fit_group, fit_shape = _unbounded_scalars(rule)
     prologue += [_fit_line(fit_shape)] if fit_shape else []
     written = {name for name, _ in rule.outputs}
@@ -240,8 +272,9 @@ def _touched_states(rule: Rule) -> set[str]:
     return read | {name for name, _ in changed if name != "p"}
 
 
-def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:
-    """Per-tensor host values, each host scalar state stored as soon as its new value exists.
+def host_state_lines(rule: Rule, shape_host, printer: PyPrinter, device: PyPrinter | None = None) -> list[str]:
+    """Per-tensor host values, each host scalar state stored as soon as its new value exists;
+    values of per-tensor-scalar kind (a traced body's step-dependent values) printed by ``device``.
 
     The state is stored in its dtype (float32 by default, like tensor states) and read
     back, so later statements see the stored value, as they do for tensor states.
@@ -256,7 +289,7 @@ def host_state_lines(rule: Rule, shape_host, printer: PyPrinter) -> list[str]:
                 late.append((name, node))
     lines = []
     for name, node in shape_host:
-        lines.append(f"{name} = {printer.expr(node)}")
+        lines.append(f"{name} = {(device if node.kind == Kind.SCALAR else printer).expr(node)}")
         if name in stored:
             state = stored[name]
             lines.append(f'state["{state}"].fill_({name})')
@@ -323,6 +356,7 @@ def _py_default(value) -> str:
 
 
 def _signature(rule: Rule, betas: list[str]) -> list[str]:
+    betas = betas or torch_api.split_betas(rule)  # split betas are still given as betas=(...)
     args = []
     for h in rule.hypers:
         if h.name in betas:
@@ -342,13 +376,20 @@ def _default_keys(rule: Rule, betas: list[str]) -> list[str]:
                 keys.append("betas")
             continue
         keys.append(h.name)
-    return keys
+    return keys + [k.name for k in rule.keywords if k.value is not None]
 
 
 def _checks(rule: Rule, betas: list[str]) -> list[str]:
-    lines = []
+    """The lines of ``_check_group(group)``: each hyper's type (a number may be a 1-element
+    tensor, as torch allows), then its range or choices; the keywords' fixed values."""
+    lines = ['_check_betas(group["betas"], group)'] if betas else []
     for h in rule.hypers:
         ref = f'group["betas"][{betas.index(h.name)}]' if h.name in betas else f'group["{h.name}"]'
+        label = f"betas[{betas.index(h.name)}]" if h.name in betas else h.name
+        if h.type == "float":
+            lines.append(f'_check_number("{h.name}", "{label}", {ref}, group)')
+        elif h.type == "bool":
+            lines.append(f'_check_flag("{h.name}", {ref})')
         if h.type == "float" and h.low is not None:
             lines.append(
                 f'_check_range("{h.name}", {ref}, {py_number(h.low)}, {py_number(h.high)}, '
@@ -359,6 +400,25 @@ def _checks(rule: Rule, betas: list[str]) -> list[str]:
             lines.append(f"if {ref} not in ({options},):")
             ref_single = ref.replace('"', "'")
             lines.append(f'    raise ValueError(f"Invalid {h.name}: {{{ref_single}!r}} (one of {options.replace(chr(34), "")})")')
+    for k in rule.keywords:
+        if k.value is not None:
+            value, message = torch_api.py_literal(k.value), torch_api.py_literal(k.message)
+            lines.append(f'_check_keyword("{k.name}", group["{k.name}"], {value}, {message})')
+    return lines + _requirement_checks(rule, betas)
+
+
+def _requirement_checks(rule: Rule, betas: list[str]) -> list[str]:
+    """``require CONDITION "MESSAGE"``: the condition over the group's hypers, after their checks."""
+    def ref(node):
+        if node.op != "input":
+            return None
+        return f'group["betas"][{betas.index(node.name)}]' if node.name in betas else f'group["{node.name}"]'
+
+    printer = PyPrinter(rule, leaf=ref)
+    lines = []
+    for r in rule.requirements:
+        lines.append(f"if not ({printer.expr(r.condition)}):")
+        lines.append(f"    raise ValueError({torch_api.py_literal(r.message)})")
     return lines
 
 

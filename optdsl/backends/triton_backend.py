@@ -50,6 +50,7 @@ def render(rule: Rule, spec_hash: str) -> str:
     functions = triton_functions.closure(set().union(*(k.functions for k in kernels)))
     constants = triton_functions.constants_for(functions, set().union(*(k.constants for k in kernels)))
     context.update(
+        traced=None,  # the Triton module's own buckets never take the traced torch step
         helpers=sorted(set(context["helpers"]) | {HELPERS[h] for h in helpers}, key=_helper_order),
         constants=constants,
         device_functions=[triton_functions.FUNCTIONS[f] for f in functions],

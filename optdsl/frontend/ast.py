@@ -114,6 +114,8 @@ class Hyper:
     domain: Interval | Choices | None
     span: Span = _span()
     name_span: Span = _span()
+    role: str | None = None  # ``as momentum``: the hyper torch's schedulers cycle as momentum
+    role_span: Span = _span()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,22 @@ class State:
     span: Span = _span()
     name_span: Span = _span()
     when: Expr | None = None  # the state exists only for parameters where this holds
+    alias: str | None = None  # ``as NAME``: its key in the torch.optim counterpart's state
+    optional: bool = False  # ``as NAME?``: the counterpart may lack it (it then starts at its initial value)
+    alias_span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """``keyword NAME [= VALUE] "MESSAGE"``: a keyword argument of the torch.optim counterpart
+    that the rule accepts only at VALUE (kept as a param-group key), or never without one;
+    any other value raises ValueError with MESSAGE."""
+
+    name: str
+    value: Num | Bool | Str | None
+    message: str
+    span: Span = _span()
+    name_span: Span = _span()
 
 
 @dataclass(frozen=True)
@@ -157,7 +175,17 @@ class OnBlock:
     event_span: Span = _span()
 
 
-Item = Doc | Hyper | State | Use | Assign | OnBlock
+@dataclass(frozen=True)
+class Require:
+    """``require CONDITION "MESSAGE"``: a condition on the hypers every param group must meet,
+    e.g. torch's SGD: Nesterov momentum needs a momentum and no dampening."""
+
+    condition: Expr
+    message: str
+    span: Span = _span()
+
+
+Item = Doc | Hyper | State | Keyword | Require | Use | Assign | OnBlock
 
 
 @dataclass(frozen=True)
@@ -184,6 +212,14 @@ class Spec:
     @property
     def states(self) -> tuple[State, ...]:
         return tuple(i for i in self.items if isinstance(i, State))
+
+    @property
+    def keywords(self) -> tuple[Keyword, ...]:
+        return tuple(i for i in self.items if isinstance(i, Keyword))
+
+    @property
+    def requirements(self) -> tuple[Require, ...]:
+        return tuple(i for i in self.items if isinstance(i, Require))
 
     @property
     def statements(self) -> tuple[Assign, ...]:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from ..ir.ops import GROUPS, SYMBOL_ARITH, SYMBOL_COMPARES, Kind, KindError, result_kind
 from . import ast
 from .errors import Diagnostic, Span, SpecError
-from .names import EVENTS, FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, SHAPE_NAMES, reserved_reason
+from .names import (
+    EVENTS, FUNCTIONS, GIVEN, INIT_CONSTANTS, INIT_FUNCTIONS, MAX_NAME_LENGTH, MOMENTUM_ROLE, SHAPE_NAMES, beta_run,
+    reserved_reason,
+)
 from .parser import MAX_EXPR_DEPTH
 
 
@@ -92,6 +95,8 @@ class _Checker:
         self._check_header_name(spec.name, spec.name_span)
         self._check_docs()
         self._declare()
+        for requirement in self.spec.requirements:
+            self._check_requirement(requirement)
         for state in self.spec.states:
             self._check_state_init(state)
         for stmt in spec.statements:
@@ -121,10 +126,10 @@ class _Checker:
     def _declare(self) -> None:
         seen: dict[str, Span] = {}
         for item in self.spec.items:
-            if not isinstance(item, (ast.Hyper, ast.State)):
+            if not isinstance(item, (ast.Hyper, ast.State, ast.Keyword)):
                 continue
             name, span = item.name, item.name_span
-            what = "hyper" if isinstance(item, ast.Hyper) else "state"
+            what = {ast.Hyper: "hyper", ast.State: "state", ast.Keyword: "keyword"}[type(item)]
             if name in GIVEN:
                 self.error(span, f"cannot declare '{name}': it is a given name (p, g, t)")
                 continue
@@ -140,8 +145,62 @@ class _Checker:
             if isinstance(item, ast.Hyper):
                 self._check_hyper(item)
                 self.hypers[name] = item
-            else:
+            elif isinstance(item, ast.State):
                 self.states[name] = item
+            elif not item.message.strip():
+                self.error(item.span, f"keyword '{name}' needs a message saying what to use instead")
+        self._check_role()
+        self._check_aliases()
+
+    # what the torch.optim counterpart calls things
+    def _check_role(self) -> None:
+        """``as momentum``: one number hyper, named as torch's schedulers write it."""
+        first: ast.Hyper | None = None
+        for hyper in self.hypers.values():
+            if hyper.role is None:
+                continue
+            if hyper.role != MOMENTUM_ROLE:
+                self.error(hyper.role_span, f"unknown role '{hyper.role}': the one role is {MOMENTUM_ROLE} "
+                           "(the hyper torch's schedulers cycle with cycle_momentum=True)")
+            elif not isinstance(hyper.default, ast.Num):
+                self.error(hyper.role_span, f"only a number hyper can play the {MOMENTUM_ROLE} role, "
+                           f"and '{hyper.name}' is {'true/false' if isinstance(hyper.default, ast.Bool) else 'a choice'}")
+            elif first is not None:
+                self.error(hyper.role_span, f"a second hyper as {MOMENTUM_ROLE} (the first is '{first.name}' "
+                           f"at line {first.name_span.line})")
+            elif hyper.name not in (MOMENTUM_ROLE, "beta1"):
+                self.error(hyper.role_span, f"'{hyper.name}' cannot play the {MOMENTUM_ROLE} role: torch's schedulers "
+                           f"write a param group's '{MOMENTUM_ROLE}' or betas[0]",
+                           hint=f"name it {MOMENTUM_ROLE}, or beta1 (the first of beta1..betaN)")
+            elif hyper.name == "beta1" and not beta_run(self._float_hypers()):
+                self.error(hyper.role_span, "beta1 plays the momentum role as betas[0], which needs the number "
+                           "hypers beta1..betaN, without gaps")
+            if hyper.role == MOMENTUM_ROLE and first is None and isinstance(hyper.default, ast.Num):
+                first = hyper
+
+    def _float_hypers(self) -> list[str]:
+        return [h.name for h in self.hypers.values() if isinstance(h.default, ast.Num)]
+
+    def _check_aliases(self) -> None:
+        """``state NAME = ... as KEY``: one key per state, not the step's, not another state's name."""
+        taken: dict[str, ast.State] = {}
+        for state in self.states.values():
+            key = state.alias
+            if key is None:
+                continue
+            if key == "step":
+                self.error(state.alias_span, "'step' is the step count's key; a state cannot take it")
+            elif key.startswith("__") or key.endswith("__") or len(key) > MAX_NAME_LENGTH:
+                self.error(state.alias_span, f"'{key[:40]}' cannot be a state's key: no double underscores, "
+                           f"at most {MAX_NAME_LENGTH} characters")
+            elif key in taken:
+                self.error(state.alias_span, f"state '{taken[key].name}' is already known as '{key}' "
+                           f"(line {taken[key].name_span.line})")
+            elif key in self.states and key != state.name:
+                self.error(state.alias_span, f"'{key}' is the name of another state: a state may take only "
+                           "a key no other state has")
+            else:
+                taken[key] = state
 
     def _check_hyper(self, hyper: ast.Hyper) -> None:
         default, domain = hyper.default, hyper.domain
@@ -168,6 +227,18 @@ class _Checker:
             self.error(domain.span, f"empty range {domain.text()}")
         elif not domain.contains(default.value):
             self.error(default.span, f"default {_num(default.value)} of '{hyper.name}' is outside its range {domain.text()}")
+
+    def _check_requirement(self, requirement: ast.Require) -> None:
+        """``require CONDITION "MESSAGE"``: a condition on hypers alone (checked per param group)."""
+        if not requirement.message.strip():
+            self.error(requirement.span, "a requirement needs a message saying what is wrong")
+        others = [n for n in _names(requirement.condition) if n.id not in self.hypers]
+        for name in others:
+            self.error(name.span, f"a requirement reads hypers only, not '{name.id}'"
+                       if name.id in GIVEN or name.id in self.states or name.id in SHAPE_NAMES
+                       else f"unknown name '{name.id}'")
+        if not others:
+            self._kind(requirement.condition, init=True, when=True)
 
     # state initializers
     def _check_state_init(self, state: ast.State) -> None:
@@ -554,3 +625,16 @@ def _num(x: float) -> str:
     from .printer import format_number
 
     return format_number(x)
+
+
+def _names(expr: ast.Expr) -> list[ast.Name]:
+    """The names an expression reads, in order."""
+    if isinstance(expr, ast.Name):
+        return [expr]
+    if isinstance(expr, ast.Unary):
+        return _names(expr.operand)
+    if isinstance(expr, ast.Binary):
+        return _names(expr.left) + _names(expr.right)
+    if isinstance(expr, ast.Call):
+        return [n for a in expr.args for n in _names(a)]
+    return []

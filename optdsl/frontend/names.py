@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 
 from ..ir.ops import GROUPS, Kind
 
@@ -96,7 +97,7 @@ FUNCTION_DOCS: dict[str, str] = {
 }
 
 DSL_KEYWORDS = frozenset(
-    "optimizer variant on hyper state use in inf true false scalar tensor row col when".split()
+    "optimizer variant on hyper state use in inf true false scalar tensor row col when keyword require".split()
 )
 
 # Names the generated module or the Optimizer API use for themselves.
@@ -108,6 +109,18 @@ GENERATED_NAMES = frozenset(
 )
 
 MAX_NAME_LENGTH = 64
+
+# The role a hyper may declare (``hyper NAME = ... as momentum``): the value torch's LR
+# schedulers cycle with cycle_momentum=True, a param group's "momentum" or betas[0].
+MOMENTUM_ROLE = "momentum"
+
+
+def beta_run(float_hypers: list[str]) -> list[str]:
+    """beta1..betaN when the number hypers named beta<digits> are exactly that run (torch's
+    ``betas`` tuple), else []."""
+    names = [n for n in float_hypers if re.fullmatch(r"beta\d+", n)]
+    expected = [f"beta{i}" for i in range(1, len(names) + 1)]
+    return sorted(names, key=lambda n: int(n[4:])) if sorted(names, key=lambda n: int(n[4:])) == expected else []
 
 
 def reserved_reason(name: str) -> str | None:

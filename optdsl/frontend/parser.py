@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast as pyast
 import math
 import warnings
+from dataclasses import replace
 from functools import cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -212,6 +213,13 @@ class _When:
         self.value = value
 
 
+class _Suffix:
+    """An ``as NAME`` suffix (a hyper's role, a state's torch name) while the tree is being built."""
+
+    def __init__(self, name: str, span: Span, optional: bool = False):
+        self.name, self.span, self.optional = name, span, optional
+
+
 class _LiteralError(Exception):
     def __init__(self, span: Span, message: str):
         self.span, self.message = span, message
@@ -274,10 +282,27 @@ class _ToAst(Transformer):
 
     # declarations
     def hyper_decl(self, meta, children):
-        name, default, *domain = children
-        return ast.Hyper(
-            str(name), default, domain[0] if domain else None, self._meta_span(meta), self._tok_span(name)
-        )
+        name, default, *rest = children
+        role = rest.pop() if rest and isinstance(rest[-1], _Suffix) else None
+        hyper = ast.Hyper(str(name), default, rest[0] if rest else None, self._meta_span(meta), self._tok_span(name))
+        return hyper if role is None else replace(hyper, role=role.name, role_span=role.span)
+
+    def role(self, meta, children):
+        (name,) = children
+        return _Suffix(str(name), self._tok_span(name))
+
+    def alias(self, meta, children):
+        name, *optional = children
+        return _Suffix(str(name), self._tok_span(name), bool(optional))
+
+    def require_decl(self, meta, children):
+        condition, message = children
+        return ast.Require(condition, _string(str(message), self._tok_span(message)), self._meta_span(meta))
+
+    def keyword_decl(self, meta, children):
+        name, *value, message = children
+        text = _string(str(message), self._tok_span(message))
+        return ast.Keyword(str(name), value[0] if value else None, text, self._meta_span(meta), self._tok_span(name))
 
     def interval(self, meta, children):
         lo_closed, low, high, hi_closed = children
@@ -310,9 +335,13 @@ class _ToAst(Transformer):
 
     def state_decl(self, meta, children):
         name, *rest = children
+        alias = rest.pop() if rest and isinstance(rest[-1], _Suffix) else None
         when = rest.pop().value if rest and isinstance(rest[-1], _When) else None
         shape = str(rest[0]) if len(rest) == 2 else "tensor"
-        return ast.State(str(name), shape, rest[-1], self._meta_span(meta), self._tok_span(name), when)
+        if alias is None:
+            return ast.State(str(name), shape, rest[-1], self._meta_span(meta), self._tok_span(name), when)
+        return ast.State(str(name), shape, rest[-1], self._meta_span(meta), self._tok_span(name), when,
+                         alias.name, alias.optional, alias.span)
 
     def when(self, meta, children):
         (value,) = children

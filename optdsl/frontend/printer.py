@@ -111,11 +111,17 @@ def _print_item(item: ast.Item) -> str:
             text += f" in {item.domain.text()}"
         elif isinstance(item.domain, ast.Choices):
             text += " in {" + ", ".join(quote(o) for o in item.domain.options) + "}"
-        return text
+        return text + (f" as {item.role}" if item.role is not None else "")
     if isinstance(item, ast.State):
         shape = f": {item.shape}" if item.shape != "tensor" else ""
         when = f" when {print_expr(item.when)}" if item.when is not None else ""
-        return f"state {item.name}{shape} = {print_expr(item.init)}{when}"
+        alias = f" as {item.alias}{'?' if item.optional else ''}" if item.alias is not None else ""
+        return f"state {item.name}{shape} = {print_expr(item.init)}{when}{alias}"
+    if isinstance(item, ast.Keyword):
+        value = f" = {print_expr(item.value)}" if item.value is not None else ""
+        return f"keyword {item.name}{value} {quote(item.message)}"
+    if isinstance(item, ast.Require):
+        return f"require {print_expr(item.condition)} {quote(item.message)}"
     if isinstance(item, ast.OnBlock):
         return "\n".join([f"on {item.event}:"] + [f"  {_print_item(s)}" for s in item.statements])
     if isinstance(item, ast.Use):

@@ -109,6 +109,14 @@ class _Applier:
     def _declare(self, v: ast.Spec) -> None:
         """Append the variant's hypers and states to the rule; names must not clash."""
         for item in v.items:
+            if isinstance(item, ast.Keyword):
+                self.error(item.name_span, f"variant '{v.name}' cannot declare keyword '{item.name}': keywords "
+                           "belong to an optimizer (its torch.optim counterpart's arguments)")
+                continue
+            if isinstance(item, ast.Require):
+                self.error(item.span, f"variant '{v.name}' cannot require a condition: requirements belong "
+                           "to an optimizer (a condition on its hypers)")
+                continue
             if not isinstance(item, (ast.Hyper, ast.State)):
                 continue
             if item.name in self.taken:

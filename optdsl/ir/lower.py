@@ -17,7 +17,7 @@ from ..frontend.checker import Checked
 from ..frontend.names import FUNCTIONS, GIVEN, INIT_CONSTANTS, SHAPE_NAMES
 from .guards import structural_key
 from .nodes import (
-    GRAD, HYPER, PARAM, REDUCED, STATE, STEP, HyperDecl, Node, Reduction, Rule, StateDecl, const, leaf, op,
+    GRAD, HYPER, PARAM, REDUCED, STATE, STEP, HyperDecl, KeywordDecl, Node, RequireDecl, Reduction, Rule, StateDecl, const, leaf, op,
     random_normal, shape_scalar,
 )
 from .ops import GROUPS, SYMBOL_ARITH, SYMBOL_COMPARES, Kind
@@ -94,7 +94,7 @@ def lower(checked: Checked, origin: str = "", spans: dict[int, object] | None = 
     for s in spec.states:
         on_host = checked.scalar_kinds.get(s.name) == Kind.SHAPE
         when = work.expr(s.when, init_env) if s.when is not None else None
-        decl = StateDecl(s.name, s.shape, work.expr(s.init, init_env), on_host, when)
+        decl = StateDecl(s.name, s.shape, work.expr(s.init, init_env), on_host, when, s.alias, s.optional)
         states.append(decl)
         env[s.name] = leaf(STATE, s.name, decl.kind)
     outputs = _run(spec.statements, env, states, work)
@@ -114,7 +114,13 @@ def lower(checked: Checked, origin: str = "", spans: dict[int, object] | None = 
         origin=origin,
         reductions=tuple(work.reductions),
         events=tuple(events),
+        keywords=tuple(KeywordDecl(k.name, _literal(k.value), k.message) for k in spec.keywords),
+        requirements=tuple(RequireDecl(work.expr(r.condition, init_env), r.message) for r in spec.requirements),
     )
+
+
+def _literal(value: ast.Num | ast.Bool | ast.Str | None) -> float | bool | str | None:
+    return None if value is None else value.value
 
 
 def _run(statements, env: dict[str, Node], states: list[StateDecl], work: _Lowering) -> tuple:
@@ -138,5 +144,5 @@ def _hyper_decl(h: ast.Hyper) -> HyperDecl:
         return HyperDecl(h.name, "choice", h.default.value, choices=h.domain.options)
     d = h.domain
     if d is None:
-        return HyperDecl(h.name, "float", h.default.value)
-    return HyperDecl(h.name, "float", h.default.value, d.low, d.high, d.low_closed, d.high_closed)
+        return HyperDecl(h.name, "float", h.default.value, role=h.role)
+    return HyperDecl(h.name, "float", h.default.value, d.low, d.high, d.low_closed, d.high_closed, role=h.role)

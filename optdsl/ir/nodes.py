@@ -116,6 +116,7 @@ class HyperDecl:
     low_closed: bool = True
     high_closed: bool = True
     choices: tuple[str, ...] = ()
+    role: str | None = None  # "momentum": what torch's schedulers cycle (``as momentum``); not hashed
 
     def domain_text(self) -> str:
         from ..frontend.printer import format_number
@@ -142,6 +143,8 @@ class StateDecl:
     init: Node
     on_host: bool = False  # a scalar state computed from host values only: a Python float
     when: Node | None = None
+    alias: str | None = None  # its key in the torch.optim counterpart's state (``as KEY``); not hashed
+    optional: bool = False  # ``as KEY?``: the counterpart may lack it (then it starts at its init)
 
     @property
     def kind(self) -> Kind:
@@ -153,6 +156,25 @@ class StateDecl:
     def is_tensor(self) -> bool:
         """Stored as a tensor of p's shape or a reduced shape (not a per-tensor scalar)."""
         return self.shape != "scalar"
+
+
+@dataclass(frozen=True)
+class KeywordDecl:
+    """``keyword NAME [= VALUE] "MESSAGE"``: a torch.optim keyword accepted only at ``value``
+    (never when ``value`` is None); another value raises ValueError with ``message``."""
+
+    name: str
+    value: float | bool | str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RequireDecl:
+    """``require CONDITION "MESSAGE"``: ``condition``, a graph over hypers and constants, must hold
+    for every param group; a group where it does not raises ValueError with ``message``."""
+
+    condition: Node
+    message: str
 
 
 @dataclass(frozen=True)
@@ -191,6 +213,8 @@ class Rule:
     notes: tuple[str, ...] = ()  # what passes want the user to know (e.g. a time bound hit)
     reductions: tuple[Reduction, ...] = ()  # group reductions, read through REDUCED leaves
     events: tuple[tuple[str, Rule], ...] = ()  # ("eval", rule of the `on eval` block), ...
+    keywords: tuple[KeywordDecl, ...] = ()  # the counterpart's keywords the rule accepts at one value
+    requirements: tuple[RequireDecl, ...] = ()  # conditions on the hypers, checked per param group
 
     def output(self, name: str) -> Node | None:
         for n, node in self.outputs:

@@ -33,9 +33,12 @@ def raise_rule(rule: Rule, name: str | None = None, doc: str | None = None) -> a
     reduced = {r.name: r for r in rule.reductions}
     items += [
         ast.State(s.name, s.shape, _state_init(s.init, reduced),
-                  when=expr_of(s.when, {}, reduced=reduced) if s.when is not None else None)
+                  when=expr_of(s.when, {}, reduced=reduced) if s.when is not None else None,
+                  alias=s.alias, optional=s.optional)
         for s in rule.states
     ]
+    items += [ast.Keyword(k.name, _keyword_value(k.value), k.message) for k in rule.keywords]
+    items += [ast.Require(expr_of(r.condition, {}), r.message) for r in rule.requirements]
     items += _statements(rule)
     items += [ast.OnBlock(event, tuple(_statements(body))) for event, body in rule.events]
     return ast.Spec("optimizer", name or rule.name, None, tuple(items))
@@ -49,7 +52,13 @@ def _hyper(h) -> ast.Hyper:
     domain = None
     if h.low is not None:
         domain = ast.Interval(h.low, h.high, h.low_closed, h.high_closed)
-    return ast.Hyper(h.name, ast.Num(float(h.default)), domain)
+    return ast.Hyper(h.name, ast.Num(float(h.default)), domain, role=h.role)
+
+
+def _keyword_value(value) -> ast.Num | ast.Bool | ast.Str | None:
+    if value is None or isinstance(value, bool):
+        return None if value is None else ast.Bool(value)
+    return ast.Str(value) if isinstance(value, str) else ast.Num(float(value))
 
 
 def _state_init(node: Node, reduced: dict) -> ast.Expr:

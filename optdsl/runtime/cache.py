@@ -89,11 +89,17 @@ _MODULES: dict[Path, ModuleType] = {}
 
 
 def import_file(path: Path) -> ModuleType:
-    """Import a generated module from its file (``@triton.jit`` needs real source files)."""
+    """Import a generated module from its file (``@triton.jit`` needs real source files).
+
+    It is registered in ``sys.modules`` under a name no import can reach (``<optdsl ...>``,
+    as ``<string>`` names code without a file): what ``load`` returns pickles by its spec
+    (``runtime.pickling``), never by this name. Being registered still matters: cloudpickle
+    pickles a class whose module is not in ``sys.modules`` by value, not through copyreg.
+    """
     module = _MODULES.get(path)
     if module is not None:
         return module
-    name = f"optdsl_generated.{path.stem}"
+    name = f"<optdsl {path.stem}>"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
